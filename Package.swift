@@ -1,0 +1,117 @@
+// swift-tools-version: 6.2
+//
+// Lodestone: a durable event log for state-flip telemetry.
+// Module map and the direction of dependencies: ../shared/design.md, "Modules".
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "Lodestone",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "lodestone", targets: ["lodestone"]),
+        .library(name: "LogFormat", targets: ["LogFormat"]),
+        .library(name: "LogIO", targets: ["LogIO"]),
+        .library(name: "LogStorage", targets: ["LogStorage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // C: CRC-32C with SSE4.2 (three interleaved streams) and a slicing-by-8 fallback.
+        .target(name: "CCRC32C"),
+        // C: the system's liblz4 (frame API).
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .target(
+            name: "LogFormat",
+            dependencies: ["CCRC32C", "CLZ4"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "LogIO",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "LogStorage",
+            dependencies: [
+                "LogFormat",
+                "LogIO",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "LogSimulation",
+            dependencies: ["LogIO", "LogFormat"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "lodestone",
+            dependencies: [
+                "LogFormat",
+                "LogIO",
+                "LogStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Long simulation runs (many seeds) outside `swift test`: Tools/simulate.
+        .executableTarget(
+            name: "lodestone-simulate",
+            dependencies: [
+                "LogStorage",
+                "LogSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/Simulate",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LogFormatTests",
+            dependencies: ["LogFormat"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LogIOTests",
+            dependencies: ["LogIO"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LogStorageTests",
+            dependencies: ["LogStorage", "LogSimulation", "LogFormat", "LogIO"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LodestoneCLITests",
+            dependencies: ["LogStorage", "LogFormat", "LogIO"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "StorageBenchmarks",
+            dependencies: [
+                "LogFormat",
+                "LogIO",
+                "LogStorage",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/StorageBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)

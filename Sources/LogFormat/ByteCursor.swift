@@ -1,0 +1,149 @@
+/// Reads big-endian integers and Kafka varints from a byte buffer, front to back,
+/// checking bounds before every read. Reading consumes (`position` moves); `get`
+/// functions elsewhere read at an index without moving, as in SwiftNIO.
+@usableFromInline
+struct ByteCursor {
+    @usableFromInline let bytes: UnsafeRawBufferPointer
+    @usableFromInline var position: Int
+    /// What is being read, for error messages ("record 3", "batch header").
+    @usableFromInline let context: String
+
+    @inlinable
+    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, context: String) {
+        self.bytes = bytes
+        self.position = position
+        self.context = context
+    }
+
+    @inlinable var remaining: Int { bytes.count - position }
+
+    @inlinable
+    func require(_ count: Int, _ field: String) throws(FormatError) {
+        if count < 0 || count > remaining {
+            throw FormatError(.truncated, "\(context): \(field) needs \(count) bytes at position \(position), \(remaining) remain")
+        }
+    }
+
+    @inlinable
+    mutating func readUInt8(_ field: String) throws(FormatError) -> UInt8 {
+        try require(1, field)
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    @inlinable
+    mutating func readInteger<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(FormatError) -> T {
+        let size = MemoryLayout<T>.size
+        try require(size, field)
+        defer { position += size }
+        return T(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: T.self))
+    }
+
+    /// Reads `count` bytes without copying.
+    @inlinable
+    mutating func readSlice(_ count: Int, _ field: String) throws(FormatError) -> UnsafeRawBufferPointer {
+        try require(count, field)
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
+    }
+
+    /// An unsigned LEB128 varint of at most 5 bytes (32 bits).
+    @inlinable
+    mutating func readUnsignedVarint(_ field: String) throws(FormatError) -> UInt32 {
+        var result: UInt32 = 0
+        var shift: UInt32 = 0
+        while true {
+            let byte = try readUInt8(field)
+            if shift == 28 && byte > 0x0F {
+                throw FormatError(.badVarint, "\(context): \(field) varint is longer than 32 bits at position \(position - 1)")
+            }
+            result |= UInt32(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    /// An unsigned LEB128 varint of at most 10 bytes (64 bits).
+    @inlinable
+    mutating func readUnsignedVarlong(_ field: String) throws(FormatError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let byte = try readUInt8(field)
+            if shift == 63 && byte > 0x01 {
+                throw FormatError(.badVarint, "\(context): \(field) varlong is longer than 64 bits at position \(position - 1)")
+            }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    /// A zigzag-encoded signed varint (Kafka's `varint`).
+    @inlinable
+    mutating func readVarint(_ field: String) throws(FormatError) -> Int32 {
+        let raw = try readUnsignedVarint(field)
+        return Int32(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+
+    /// A zigzag-encoded signed varlong (Kafka's `varlong`).
+    @inlinable
+    mutating func readVarlong(_ field: String) throws(FormatError) -> Int64 {
+        let raw = try readUnsignedVarlong(field)
+        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+}
+
+/// Appends big-endian integers and Kafka varints to a byte array.
+public enum ByteWriter {
+    @inlinable
+    public static func writeInteger<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    @inlinable
+    public static func setInteger<T: FixedWidthInteger>(_ value: T, at index: Int, in bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { raw in
+            for i in 0..<raw.count { bytes[index + i] = raw[i] }
+        }
+    }
+
+    @inlinable
+    public static func writeUnsignedVarint(_ value: UInt64, to bytes: inout [UInt8]) {
+        var rest = value
+        while rest >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        bytes.append(UInt8(rest))
+    }
+
+    /// Kafka's zigzag `varint` (for 32-bit values) and `varlong` share this encoding.
+    @inlinable
+    public static func writeVarint(_ value: Int64, to bytes: inout [UInt8]) {
+        let zigzag = UInt64(bitPattern: (value << 1) ^ (value >> 63))
+        writeUnsignedVarint(zigzag, to: &bytes)
+    }
+
+    /// Bytes that `writeVarint` uses for `value`.
+    @inlinable
+    public static func varintSize(_ value: Int64) -> Int {
+        var zigzag = UInt64(bitPattern: (value << 1) ^ (value >> 63))
+        var size = 1
+        while zigzag >= 0x80 {
+            zigzag >>= 7
+            size += 1
+        }
+        return size
+    }
+}
+
+/// `withUnsafeBytes` for a body that throws `FormatError` (the standard library's
+/// `Array.withUnsafeBytes` rethrows untyped errors).
+@inlinable
+func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(FormatError) -> R) throws(FormatError) -> R {
+    let result = bytes.withUnsafeBytes { raw in
+        Result { () throws(FormatError) -> R in try body(raw) }
+    }
+    return try result.get()
+}

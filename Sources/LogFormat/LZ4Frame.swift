@@ -1,0 +1,78 @@
+import CLZ4
+
+/// LZ4 frames (the LZ4 frame format, magic 0x184D2204) through the system's liblz4, as
+/// RecordBatch v2 uses them for compression code 3.
+///
+/// `compress` writes what Kafka's producer writes: independent blocks of at most 64 KiB,
+/// no block checksums, no content size, no content checksum (the batch CRC already covers
+/// the compressed bytes). `decompress` reads any single frame liblz4 reads: with or
+/// without the content-size field, linked or independent blocks, with or without
+/// checksums; it stops at `outputBytesMax` and refuses bytes after the frame's end.
+public enum LZ4Frame {
+    public static func compress(_ input: UnsafeRawBufferPointer) -> [UInt8] {
+        var preferences = LZ4F_preferences_t()
+        preferences.frameInfo.blockSizeID = LZ4F_max64KB
+        preferences.frameInfo.blockMode = LZ4F_blockIndependent
+        preferences.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum
+        preferences.frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum
+        preferences.frameInfo.contentSize = 0
+        let capacity = LZ4F_compressFrameBound(input.count, &preferences)
+        return [UInt8](unsafeUninitializedCapacity: capacity) { output, count in
+            let written = LZ4F_compressFrame(output.baseAddress, capacity, input.baseAddress, input.count, &preferences)
+            precondition(LZ4F_isError(written) == 0, "LZ4F_compressFrame failed: \(String(cString: LZ4F_getErrorName(written)))")
+            count = written
+        }
+    }
+
+    public static func decompress(_ input: UnsafeRawBufferPointer, outputBytesMax: Int) throws(FormatError) -> [UInt8] {
+        guard let source = input.baseAddress, input.count > 0 else {
+            throw FormatError(.badCompression, "LZ4 frame is empty")
+        }
+        var context: OpaquePointer?
+        let created = LZ4F_createDecompressionContext(&context, UInt32(LZ4F_VERSION))
+        guard LZ4F_isError(created) == 0, let context else {
+            throw FormatError(.badCompression, "cannot create an LZ4 decompression context")
+        }
+        defer { LZ4F_freeDecompressionContext(context) }
+
+        var info = LZ4F_frameInfo_t()
+        var consumed = input.count
+        let hint = LZ4F_getFrameInfo(context, &info, source, &consumed)
+        if LZ4F_isError(hint) != 0 {
+            throw FormatError(.badCompression, "LZ4 frame header: \(String(cString: LZ4F_getErrorName(hint)))")
+        }
+        if info.contentSize > UInt64(outputBytesMax) {
+            throw FormatError(.limitExceeded, "LZ4 frame declares \(info.contentSize) bytes, more than the limit of \(outputBytesMax)")
+        }
+        var capacity = info.contentSize > 0 ? Int(info.contentSize) : min(outputBytesMax, max(4096, input.count * 4))
+        var output = [UInt8](repeating: 0, count: capacity)
+        var produced = 0
+        while true {
+            var sourceSize = input.count - consumed
+            var destinationSize = capacity - produced
+            let result = output.withUnsafeMutableBytes { buffer in
+                LZ4F_decompress(context, buffer.baseAddress! + produced, &destinationSize, source + consumed, &sourceSize, nil)
+            }
+            if LZ4F_isError(result) != 0 {
+                throw FormatError(.badCompression, "LZ4 data at byte \(consumed): \(String(cString: LZ4F_getErrorName(result)))")
+            }
+            consumed += sourceSize
+            produced += destinationSize
+            if result == 0 { break }
+            if produced == capacity {
+                if capacity >= outputBytesMax {
+                    throw FormatError(.limitExceeded, "LZ4 frame expands past the limit of \(outputBytesMax) bytes")
+                }
+                capacity = min(outputBytesMax, capacity * 2)
+                output.append(contentsOf: repeatElement(0, count: capacity - output.count))
+            } else if sourceSize == 0 && consumed == input.count {
+                throw FormatError(.truncated, "LZ4 frame ends before its end mark")
+            }
+        }
+        if consumed != input.count {
+            throw FormatError(.trailingBytes, "\(input.count - consumed) bytes follow the LZ4 frame")
+        }
+        output.removeLast(output.count - produced)
+        return output
+    }
+}

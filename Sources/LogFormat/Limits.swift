@@ -1,0 +1,66 @@
+/// Every hard limit of Lodestone, in one place (design decision 9).
+///
+/// A configuration may choose smaller values where the storage layer allows it
+/// (`StorageConfiguration`), never larger ones. The relations between limits are checked
+/// by `Limits.check()` at start-up and in a test, so a change that breaks one fails fast.
+public enum Limits {
+    /// Largest RecordBatch accepted on append, header included (Kafka's default
+    /// `message.max.bytes` is about 1 MiB too).
+    public static let batchBytesMax = 1 << 20
+    /// Most records in one batch.
+    public static let batchRecordCountMax = 1 << 16
+    /// Largest payload a compressed batch may expand to; bounds decompression bombs.
+    public static let batchDecompressedBytesMax = 16 << 20
+    /// Largest record key (the resource), in bytes.
+    public static let recordKeyBytesMax = 4096
+    /// Most headers on one record.
+    public static let recordHeaderCountMax = 1024
+
+    /// Largest segment file. Index entries store positions as 32-bit numbers, so a segment
+    /// must stay below 4 GiB; Kafka's default is 1 GiB.
+    public static let segmentBytesMax = 1 << 30
+    /// Smallest segment size a configuration may choose (tests use small segments).
+    public static let segmentBytesMin = 4096
+    /// Largest single group write (one `pwrite` then one `fdatasync`). It is also the span
+    /// at the end of the last segment in which recovery treats an invalid batch as a torn
+    /// tail rather than corruption (design decision 6), so it stays modest.
+    public static let groupWriteBytesMax = 4 << 20
+    /// Largest number of appends acknowledged by one group write.
+    public static let groupWriteAppendCountMax = 1 << 14
+    /// Most bytes queued for one partition's writer before appends are refused as overloaded.
+    public static let partitionQueuedBytesMax = 64 << 20
+    /// Most appends queued for one partition's writer before appends are refused as overloaded.
+    public static let partitionQueuedAppendCountMax = 1 << 16
+    /// Bytes of log between two entries of the sparse indexes (Kafka's default is 4096).
+    public static let indexIntervalBytes = 4096
+    /// Most bytes one read returns (a first batch larger than the requested byte limit is
+    /// still returned whole, and it is at most `batchBytesMax`).
+    public static let readBytesMax = 64 << 20
+
+    /// Longest topic name, in bytes (Kafka's limit).
+    public static let topicNameBytesMax = 249
+    /// Most partitions in one topic.
+    public static let topicPartitionCountMax = 1024
+    /// Most topics in one store.
+    public static let storeTopicCountMax = 10_000
+    /// Most partitions in one store, all topics together (each open partition holds a file
+    /// descriptor per segment it reads and one writer).
+    public static let storePartitionCountMax = 16_384
+    /// Largest configuration file read from disk.
+    public static let configurationFileBytesMax = 1 << 20
+    /// Most segments in one partition.
+    public static let partitionSegmentCountMax = 1 << 20
+
+    /// Checks the relations between the limits. A broken relation is a programming error.
+    public static func check() {
+        precondition(batchBytesMax <= groupWriteBytesMax, "a batch must fit in one group write")
+        precondition(groupWriteBytesMax < segmentBytesMax, "a group write must fit in a segment")
+        precondition(segmentBytesMax < Int(UInt32.max), "index positions are 32-bit")
+        precondition(segmentBytesMin >= RecordBatchHeader.size, "a segment holds at least a header")
+        precondition(batchBytesMax <= partitionQueuedBytesMax, "one batch must fit in the queue")
+        precondition(batchBytesMax <= readBytesMax, "a read can return any one batch")
+        precondition(batchRecordCountMax <= groupWriteAppendCountMax * 4, "record counts stay proportional")
+        precondition(recordKeyBytesMax < batchBytesMax, "a key fits in a batch")
+        precondition(topicPartitionCountMax <= storePartitionCountMax, "a topic fits in a store")
+    }
+}
