@@ -59,6 +59,13 @@ let package = Package(
             dependencies: ["LogIO", "LogFormat"],
             swiftSettings: strict
         ),
+        // The seeded crash-and-fault simulation of the storage layer; test support, shared by
+        // the test suite and Tools/Simulate (long runs). No production module imports it.
+        .target(
+            name: "LogStorageSimulation",
+            dependencies: ["LogStorage", "LogSimulation", "LogFormat", "LogIO", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "lodestone",
             dependencies: [
@@ -74,8 +81,7 @@ let package = Package(
         .executableTarget(
             name: "lodestone-simulate",
             dependencies: [
-                "LogStorage",
-                "LogSimulation",
+                "LogStorageSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Simulate",
@@ -94,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LogStorageTests",
-            dependencies: ["LogStorage", "LogSimulation", "LogFormat", "LogIO"],
+            dependencies: ["LogStorage", "LogSimulation", "LogStorageSimulation", "LogFormat", "LogIO", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

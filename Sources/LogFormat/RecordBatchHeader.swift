@@ -109,6 +109,18 @@ public struct RecordBatchHeader: Equatable, Hashable, Sendable {
     }
 }
 
+extension RecordBatchHeader {
+    /// `read` for a byte array.
+    public static func read(bytes: [UInt8]) throws(FormatError) -> RecordBatchHeader {
+        try withBytes(bytes) { (raw) throws(FormatError) in try read(raw) }
+    }
+
+    /// `verify` for a byte array holding exactly one batch.
+    public static func verify(bytes: [UInt8]) throws(FormatError) -> RecordBatchHeader {
+        try withBytes(bytes) { (raw) throws(FormatError) in try verify(raw) }
+    }
+}
+
 /// The `attributes` bits of a batch header.
 public struct BatchAttributes: Equatable, Hashable, Sendable {
     public var rawValue: Int16

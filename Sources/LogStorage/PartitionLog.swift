@@ -1,0 +1,656 @@
+import DequeModule
+import LogFormat
+import LogIO
+import Logging
+import Synchronization
+
+/// Counters of one partition, for the health request and the metrics endpoint.
+public struct PartitionStatistics: Sendable, Equatable {
+    public var appendCount = 0
+    public var appendedBytes: Int64 = 0
+    public var groupWriteCount = 0
+    public var fsyncCount = 0
+    public var fsyncNanosecondsTotal: UInt64 = 0
+    public var fsyncNanosecondsMax: UInt64 = 0
+    public var segmentRollCount = 0
+    public var overloadedCount = 0
+    public var invalidBatchCount = 0
+    /// Times the wall clock stepped back and the append time was held at its last value.
+    public var clockStepBackCount = 0
+    /// Torn tails cut at open, and the bytes they held (design decision 6).
+    public var truncationCount = 0
+    public var truncatedBytes: Int64 = 0
+    public var indexRebuildCount = 0
+    public var checkpointCount = 0
+}
+
+/// The offsets that bound a partition's log.
+public struct PartitionOffsets: Sendable, Equatable {
+    /// The first offset in the log.
+    public var start: Int64
+    /// The offset after the last synced batch: readers see offsets below it only.
+    public var durableEnd: Int64
+    /// The offset the next appended record gets.
+    public var next: Int64
+
+    public init(start: Int64, durableEnd: Int64, next: Int64) {
+        self.start = start
+        self.durableEnd = durableEnd
+        self.next = next
+    }
+}
+
+/// Whole batches read from a partition.
+public struct ReadResult: Sendable, Equatable {
+    /// The batches, back to back, exactly as stored (CRC-checked on the way).
+    public var bytes: [UInt8]
+    public var batchCount: Int
+    /// The offset to read from next.
+    public var nextOffset: Int64
+    /// The end of durable data when the read ran.
+    public var durableEndOffset: Int64
+}
+
+/// One partition: a directory of segments, one writer, any number of readers.
+///
+/// Appends are validated, then, under the partition's lock, given their offsets and append
+/// time, stamped (design decision 1) and queued; queue order is log order. The writer runs
+/// on a `BlockingExecutor` thread: it takes what is queued (at most `groupWriteBytesMax`
+/// bytes, and what fits in the segment), writes it with one write call, acknowledges the
+/// `written` appends, calls `fdatasync` once, and acknowledges the `durable` appends in log
+/// order. The next group write starts only after that fsync has returned, so at most one
+/// group write is ever unsynced (design decision 4). Readers see only synced data.
+///
+/// A failed write or fsync is never retried: the partition turns read-only with the reason,
+/// fails everything pending, and stays so until it is reopened and recovered (design
+/// decision 5).
+public final class PartitionLog: Sendable {
+    public let topic: String
+    public let partition: Int
+    public let directory: String
+    public let recoveryReport: RecoveryReport
+    let fileIO: any FileIO
+    let configuration: StorageConfiguration
+    let clock: any WallClock
+    let executor: any BlockingExecutor
+    let logger: Logger
+    private let state: Mutex<State>
+
+    typealias Completion = @Sendable (Result<AppendResult, StorageError>) -> Void
+
+    struct PendingAppend {
+        var bytes: [UInt8]
+        var result: AppendResult
+        var ackMode: AckMode
+        var completion: Completion?
+    }
+
+    struct State {
+        var segments: [SegmentState]
+        var queue = Deque<PendingAppend>()
+        var queuedBytes = 0
+        /// Offset for the next append (assigned at enqueue).
+        var nextOffset: Int64
+        var lastAppendTime: Int64
+        var writerScheduled = false
+        var failure: StorageError?
+        var closing = false
+        var closed = false
+        var closeCompletions: [@Sendable (Result<Void, StorageError>) -> Void] = []
+        var bytesSinceCheckpoint = 0
+        var statistics = PartitionStatistics()
+
+        var active: SegmentState {
+            get { segments[segments.count - 1] }
+            set { segments[segments.count - 1] = newValue }
+        }
+
+        var durableEnd: Int64 { active.durableNextOffset }
+        var startOffset: Int64 { segments[0].baseOffset }
+    }
+
+    private init(
+        topic: String, partition: Int, directory: String, fileIO: any FileIO, configuration: StorageConfiguration,
+        clock: any WallClock, executor: any BlockingExecutor, logger: Logger, segments: [SegmentState], report: RecoveryReport
+    ) {
+        self.topic = topic
+        self.partition = partition
+        self.directory = directory
+        self.fileIO = fileIO
+        self.configuration = configuration
+        self.clock = clock
+        self.executor = executor
+        self.logger = logger
+        self.recoveryReport = report
+        let last = segments[segments.count - 1]
+        let lastAppendTime = segments.map(\.maxTimestamp).max() ?? -1
+        var state = State(segments: segments, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime)
+        state.statistics.truncationCount = report.truncation == nil ? 0 : 1
+        state.statistics.truncatedBytes = report.truncation?.droppedBytes ?? 0
+        state.statistics.indexRebuildCount = report.rebuiltIndexes.count
+        self.state = Mutex(state)
+    }
+
+    // MARK: Opening
+
+    /// Opens (creating when empty) the partition in `directory`, recovering it as
+    /// `PartitionRecovery` decides, and records it as open before any append is taken.
+    public static func open(
+        directory: String, topic: String, partition: Int, fileIO: any FileIO, configuration: StorageConfiguration,
+        clock: any WallClock, executor: any BlockingExecutor, logger: Logger
+    ) throws(StorageError) -> PartitionLog {
+        try configuration.check()
+        var logger = logger
+        logger[metadataKey: "topic"] = "\(topic)"
+        logger[metadataKey: "partition"] = "\(partition)"
+        do { try fileIO.makeDirectory(directory) } catch { throw StorageError.io(error, "creating partition directory") }
+        try removeLeftovers(directory: directory, fileIO: fileIO)
+        var outcome = try PartitionRecovery.analyze(directory: directory, fileIO: fileIO, configuration: configuration, writable: true, logger: logger)
+        if outcome.segments.isEmpty {
+            outcome.segments = [try createSegment(directory: directory, baseOffset: 0, fileIO: fileIO)]
+        }
+        try applyRecovery(&outcome, directory: directory, fileIO: fileIO, configuration: configuration, logger: logger)
+        let state = PartitionStateFile(clean: false, groupWriteBytesMax: configuration.groupWriteBytesMax)
+        do {
+            try fileIO.writeFileAtomically(joinPath(directory, PartitionStateFile.name), state.encoded())
+        } catch {
+            throw StorageError.io(error, "recording the partition as open")
+        }
+        return PartitionLog(
+            topic: topic, partition: partition, directory: directory, fileIO: fileIO, configuration: configuration,
+            clock: clock, executor: executor, logger: logger, segments: outcome.segments, report: outcome.report)
+    }
+
+    /// Temporary files of interrupted atomic writes, and index files without a log.
+    private static func removeLeftovers(directory: String, fileIO: any FileIO) throws(StorageError) {
+        do {
+            let names = try fileIO.list(directory)
+            let logs = Set(names.compactMap { SegmentFileName.parse($0).flatMap { $0.kind == .log ? $0.baseOffset : nil } })
+            for name in names {
+                let orphanIndex = SegmentFileName.parse(name).map { $0.kind != .log && !logs.contains($0.baseOffset) } ?? false
+                if name.hasSuffix(".tmp") || orphanIndex { try fileIO.remove(joinPath(directory, name)) }
+            }
+        } catch {
+            throw StorageError.io(error, "removing leftover files")
+        }
+    }
+
+    /// Cuts a torn tail, makes what was recovered durable, and rewrites index files that
+    /// were rebuilt.
+    private static func applyRecovery(
+        _ outcome: inout PartitionRecovery.Outcome, directory: String, fileIO: any FileIO,
+        configuration: StorageConfiguration, logger: Logger
+    ) throws(StorageError) {
+        let lastIndex = outcome.segments.count - 1
+        let last = outcome.segments[lastIndex]
+        do {
+            if let cut = outcome.truncation {
+                try last.handle.file.truncate(to: cut.position)
+                logger.warning("truncated a torn tail", metadata: [
+                    "file": "\(last.handle.logPath)", "position": "\(cut.position)", "droppedBytes": "\(cut.droppedBytes)",
+                    "nextOffset": "\(cut.nextOffset)", "reason": "\(cut.reason)",
+                ])
+            }
+            if !outcome.report.cleanShutdown {
+                try last.handle.file.dataSync()
+            }
+            for index in outcome.segments.indices where outcome.report.rebuiltIndexes.contains(outcome.segments[index].baseOffset) {
+                try writeIndexes(outcome.segments[index], fileIO: fileIO, sync: outcome.segments[index].isSealed)
+                logger.notice("rebuilt index files", metadata: ["segment": "\(outcome.segments[index].handle.logPath)"])
+            }
+        } catch {
+            throw StorageError.io(error, "applying recovery")
+        }
+        if outcome.report.truncation != nil || !outcome.report.cleanShutdown {
+            logger.notice("recovered after an unclean stop", metadata: [
+                "recoveryStart": "\(outcome.report.recoveryStartPosition)", "scannedBytes": "\(outcome.report.scannedBytes)",
+                "nextOffset": "\(last.nextOffset)",
+            ])
+        }
+    }
+
+    static func createSegment(directory: String, baseOffset: Int64, fileIO: any FileIO) throws(StorageError) -> SegmentState {
+        let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
+        do {
+            let file = try fileIO.open(path, mode: .createNew)
+            try file.dataSync()
+            try fileIO.syncDirectory(directory)
+            return SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
+        } catch {
+            throw StorageError.io(error, "creating segment \(path)")
+        }
+    }
+
+    static func writeIndexes(_ segment: SegmentState, fileIO: any FileIO, sync: Bool) throws(IOError) {
+        let (offsets, times) = segment.encodedIndexes()
+        for (path, bytes) in [(segment.handle.indexPath, offsets), (segment.handle.timeIndexPath, times)] {
+            let file = try fileIO.open(path, mode: .createOrOpen)
+            do {
+                try file.writeAll(bytes, at: 0)
+                try file.truncate(to: Int64(bytes.count))
+                if sync { try file.dataSync() }
+                try file.close()
+            } catch {
+                try? file.close()
+                throw error
+            }
+        }
+    }
+
+    // MARK: Appending
+
+    /// Appends one RecordBatch v2. `completion` runs once: for `durable`, after the fsync
+    /// that covers the batch; for `written`, after the write; for `none`, once queued. It
+    /// runs on the writer's thread or, for immediate refusals, on the caller's.
+    public func append(_ batch: [UInt8], ackMode: AckMode = .durable, completion: @escaping @Sendable (Result<AppendResult, StorageError>) -> Void) {
+        let header: RecordBatchHeader
+        do {
+            header = try RecordBatchValidator.validate(batch, limits: configuration.batchLimits)
+        } catch {
+            state.withLock { $0.statistics.invalidBatchCount += 1 }
+            completion(.failure(StorageError(.invalidBatch, "\(topic)/\(partition): \(error)")))
+            return
+        }
+        let now = clock.nowMilliseconds()
+        let outcome = state.withLock { state -> (Result<AppendResult, StorageError>, schedule: Bool) in
+            if let refusal = refusal(state, batchBytes: batch.count) { return (.failure(refusal), false) }
+            if now < state.lastAppendTime { state.statistics.clockStepBackCount += 1 }
+            let appendTime = max(now, state.lastAppendTime)
+            let result = AppendResult(baseOffset: state.nextOffset, lastOffset: state.nextOffset + Int64(header.lastOffsetDelta), appendTime: appendTime)
+            var bytes = batch
+            RecordBatchStamp.stamp(&bytes, baseOffset: result.baseOffset, appendTime: appendTime)
+            state.nextOffset = result.lastOffset + 1
+            state.lastAppendTime = appendTime
+            state.queuedBytes += bytes.count
+            state.statistics.appendCount += 1
+            state.statistics.appendedBytes += Int64(bytes.count)
+            state.queue.append(PendingAppend(bytes: bytes, result: result, ackMode: ackMode, completion: ackMode == .none ? nil : completion))
+            let schedule = !state.writerScheduled
+            state.writerScheduled = true
+            return (.success(result), schedule)
+        }
+        if outcome.schedule { scheduleWriter() }
+        if case .failure = outcome.0 {
+            completion(outcome.0)
+        } else if ackMode == .none {
+            completion(outcome.0)
+        }
+    }
+
+    /// Appends one batch and waits for its acknowledgement (see the callback form).
+    public func append(_ batch: [UInt8], ackMode: AckMode = .durable) async throws(StorageError) -> AppendResult {
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<AppendResult, StorageError>, Never>) in
+            append(batch, ackMode: ackMode) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    private func refusal(_ state: State, batchBytes: Int) -> StorageError? {
+        if let failure = state.failure { return failure }
+        if state.closing || state.closed { return StorageError(.closed, "\(topic)/\(partition) is closed") }
+        if state.queuedBytes + batchBytes > configuration.queuedBytesMax || state.queue.count >= configuration.queuedAppendCountMax {
+            return StorageError(.overloaded, "\(topic)/\(partition): the write queue holds \(state.queue.count) appends, \(state.queuedBytes) bytes (limits \(configuration.queuedAppendCountMax), \(configuration.queuedBytesMax)); retry later")
+        }
+        return nil
+    }
+
+    // MARK: The writer
+
+    private func scheduleWriter() {
+        executor.execute { [self] in runWriter() }
+    }
+
+    /// A group to write: appends taken from the queue front, and whether the active
+    /// segment must roll first.
+    struct Group {
+        var appends: [PendingAppend]
+        var bytes: Int
+        var roll: Bool
+    }
+
+    /// One writer step: one group write and its fsync, then reschedules itself while work
+    /// remains (one step per turn keeps partitions sharing the pool fairly).
+    func runWriter() {
+        switch takeGroup() {
+        case .idle:
+            return
+        case .shutdown:
+            finishClose()
+            return
+        case .group(let group):
+            writeAndSync(group)
+            let again = state.withLock { state -> Bool in
+                if state.queue.isEmpty && !state.closing && state.failure == nil {
+                    state.writerScheduled = false
+                    return false
+                }
+                return true
+            }
+            if again { scheduleWriter() }
+        }
+    }
+
+    enum WriterStep {
+        case idle
+        case shutdown
+        case group(Group)
+    }
+
+    /// How far a group got: which of its appends are acknowledged.
+    private enum Progress {
+        case nothingWritten
+        /// Written: `written` appends acknowledged.
+        case written
+        /// Synced: every append acknowledged.
+        case synced
+    }
+
+    private func takeGroup() -> WriterStep {
+        let now = clock.nowMilliseconds()
+        let (step, refused, failure) = state.withLock { state -> (WriterStep, [PendingAppend], StorageError?) in
+            if let failure = state.failure {
+                let refused = Array(state.queue)
+                state.queue.removeAll()
+                state.queuedBytes = 0
+                if state.closing { return (.shutdown, refused, failure) }
+                state.writerScheduled = false
+                return (.idle, refused, failure)
+            }
+            guard let first = state.queue.first else {
+                if state.closing { return (.shutdown, [], nil) }
+                state.writerScheduled = false
+                return (.idle, [], nil)
+            }
+            let active = state.active
+            let segmentBytes = Int64(configuration.segmentBytes)
+            let tooOld = active.firstTimestamp.map { now - $0 >= configuration.segmentAgeMilliseconds } ?? false
+            let tooManyOffsets = state.nextOffset - active.baseOffset > Int64(UInt32.max) - Int64(Limits.batchRecordCountMax)
+            let roll = active.size > 0 && (active.size + Int64(first.bytes.count) > segmentBytes || tooOld || tooManyOffsets)
+            let room = roll ? segmentBytes : segmentBytes - active.size
+            let budget = Int(min(Int64(configuration.groupWriteBytesMax), room))
+            var appends: [PendingAppend] = []
+            var bytes = 0
+            while let next = state.queue.first, appends.count < Limits.groupWriteAppendCountMax,
+                  appends.isEmpty || bytes + next.bytes.count <= budget {
+                appends.append(state.queue.removeFirst())
+                bytes += next.bytes.count
+            }
+            precondition(Int64(bytes) <= room, "a group write must fit in its segment")
+            state.queuedBytes -= bytes
+            return (.group(Group(appends: appends, bytes: bytes, roll: roll)), [], nil)
+        }
+        if let failure {
+            for append in refused { append.completion?(.failure(failure)) }
+        }
+        return step
+    }
+
+    /// Rolls if the group asks, then one write call, acks for `written`, one fdatasync,
+    /// acks for `durable` in log order, and the recovery checkpoint when one is due.
+    private func writeAndSync(_ group: Group) {
+        var progress = Progress.nothingWritten
+        do throws(IOError) {
+            if group.roll { try roll(to: group.appends[0].result.baseOffset) }
+            try write(group)
+            progress = .written
+            for append in group.appends where append.ackMode == .written { append.completion?(.success(append.result)) }
+            let checkpoint = try sync(group)
+            progress = .synced
+            for append in group.appends where append.ackMode == .durable { append.completion?(.success(append.result)) }
+            if let checkpoint {
+                // The recovery point: index files for the synced part of the active segment.
+                // Not synced: a torn or lost one only makes the next recovery read more.
+                try Self.writeIndexes(checkpoint, fileIO: fileIO, sync: false)
+            }
+        } catch {
+            let unacknowledged: [PendingAppend]
+            switch progress {
+            case .nothingWritten: unacknowledged = group.appends
+            case .written: unacknowledged = group.appends.filter { $0.ackMode == .durable }
+            case .synced: unacknowledged = []
+            }
+            fail(error, unacknowledged: unacknowledged)
+        }
+    }
+
+    /// Seals the active segment (its index files written and synced; its data was synced
+    /// by the previous group) and creates the next one, synced with its directory before
+    /// any data goes into it.
+    private func roll(to baseOffset: Int64) throws(IOError) {
+        let sealed = state.withLock { state -> SegmentState in
+            precondition(state.active.durableSize == state.active.size, "a segment is fully synced before the next is created")
+            return state.active
+        }
+        try Self.writeIndexes(sealed, fileIO: fileIO, sync: true)
+        let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
+        let file = try fileIO.open(path, mode: .createNew)
+        do throws(IOError) {
+            try file.dataSync()
+            try fileIO.syncDirectory(directory)
+        } catch {
+            try? file.close()
+            throw error
+        }
+        let segment = SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
+        state.withLock { state in
+            state.active.isSealed = true
+            state.segments.append(segment)
+            state.statistics.segmentRollCount += 1
+            state.bytesSinceCheckpoint = 0
+        }
+        logger.debug("rolled segment", metadata: ["baseOffset": "\(baseOffset)"])
+    }
+
+    /// The group's batches in one write call at the end of the active segment.
+    private func write(_ group: Group) throws(IOError) {
+        let (file, position) = state.withLock { ($0.active.handle.file, $0.active.size) }
+        var buffer: [UInt8]
+        if group.appends.count == 1 {
+            buffer = group.appends[0].bytes
+        } else {
+            buffer = []
+            buffer.reserveCapacity(group.bytes)
+            for append in group.appends { buffer.append(contentsOf: append.bytes) }
+        }
+        try file.writeAll(buffer, at: position)
+        state.withLock { state in
+            var cursor = position
+            for append in group.appends {
+                state.active.recordWritten(
+                    position: cursor, size: append.bytes.count, baseOffset: append.result.baseOffset,
+                    nextOffset: append.result.lastOffset + 1, appendTime: append.result.appendTime,
+                    indexIntervalBytes: configuration.indexIntervalBytes)
+                cursor += Int64(append.bytes.count)
+            }
+            state.statistics.groupWriteCount += 1
+        }
+    }
+
+    /// One fdatasync; then what was written is durable and visible to readers. Returns the
+    /// active segment when a recovery checkpoint is due.
+    private func sync(_ group: Group) throws(IOError) -> SegmentState? {
+        let file = state.withLock { $0.active.handle.file }
+        let started = MonotonicClock.nanoseconds()
+        try file.dataSync()
+        let elapsed = MonotonicClock.nanoseconds() - started
+        if elapsed > 500_000_000 {
+            logger.warning("slow fdatasync", metadata: ["milliseconds": "\(elapsed / 1_000_000)", "bytes": "\(group.bytes)"])
+        }
+        return state.withLock { state -> SegmentState? in
+            state.active.markDurable()
+            state.statistics.fsyncCount += 1
+            state.statistics.fsyncNanosecondsTotal += elapsed
+            state.statistics.fsyncNanosecondsMax = max(state.statistics.fsyncNanosecondsMax, elapsed)
+            state.bytesSinceCheckpoint += group.bytes
+            guard state.bytesSinceCheckpoint >= configuration.recoveryCheckpointIntervalBytes else { return nil }
+            state.bytesSinceCheckpoint = 0
+            state.statistics.checkpointCount += 1
+            return state.active
+        }
+    }
+
+    /// Turns the partition read-only (design decision 5) and refuses the group's appends not
+    /// yet acknowledged and everything queued behind them.
+    private func fail(_ error: IOError, unacknowledged: [PendingAppend]) {
+        let failure = StorageError(.readOnly, "\(topic)/\(partition) is read-only after a failed write: \(error)")
+        let queued = state.withLock { state -> [PendingAppend] in
+            if state.failure == nil { state.failure = failure }
+            let queued = Array(state.queue)
+            state.queue.removeAll()
+            state.queuedBytes = 0
+            return queued
+        }
+        logger.error("partition is read-only after an I/O error; restart to recover", metadata: ["error": "\(error)"])
+        for append in unacknowledged + queued { append.completion?(.failure(failure)) }
+    }
+
+    // MARK: Closing
+
+    /// Stops taking appends, lets the writer finish what is queued, and, unless the
+    /// partition failed, writes the active segment's index files and the clean-shutdown
+    /// record, all synced. Then closes the files.
+    public func close(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        let schedule = state.withLock { state -> Bool? in
+            if state.closed { return nil }
+            state.closeCompletions.append(completion)
+            if state.closing { return false }
+            state.closing = true
+            let schedule = !state.writerScheduled
+            state.writerScheduled = true
+            return schedule
+        }
+        switch schedule {
+        case nil: completion(.success(()))
+        case true?: scheduleWriter()
+        case false?: break
+        }
+    }
+
+    public func close() async throws(StorageError) {
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, StorageError>, Never>) in
+            close { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+
+    private func finishClose() {
+        let (segments, failure) = state.withLock { ($0.segments, $0.failure) }
+        var result: Result<Void, StorageError> = .success(())
+        if failure == nil {
+            let active = segments[segments.count - 1]
+            do throws(IOError) {
+                try Self.writeIndexes(active, fileIO: fileIO, sync: true)
+                let record = PartitionStateFile(
+                    clean: true, groupWriteBytesMax: configuration.groupWriteBytesMax,
+                    lastSegmentBaseOffset: active.baseOffset, endPosition: active.size, nextOffset: active.nextOffset)
+                try fileIO.writeFileAtomically(joinPath(directory, PartitionStateFile.name), record.encoded())
+            } catch {
+                result = .failure(StorageError.io(error, "\(topic)/\(partition): clean shutdown"))
+            }
+        }
+        for segment in segments { try? segment.handle.file.close() }
+        let completions = state.withLock { state -> [@Sendable (Result<Void, StorageError>) -> Void] in
+            state.closed = true
+            state.writerScheduled = false
+            defer { state.closeCompletions = [] }
+            return state.closeCompletions
+        }
+        for completion in completions { completion(result) }
+    }
+
+    // MARK: Reading
+
+    public var offsets: PartitionOffsets {
+        state.withLock { PartitionOffsets(start: $0.startOffset, durableEnd: $0.durableEnd, next: $0.nextOffset) }
+    }
+
+    public var statistics: PartitionStatistics { state.withLock { $0.statistics } }
+
+    /// Why the partition is read-only, if it is.
+    public var failure: StorageError? { state.withLock { $0.failure } }
+
+    /// Where a read goes: the segment holding the offset and those after it, with how far
+    /// each may be read (its synced size).
+    private struct ReadPlan {
+        var parts: [(handle: SegmentHandle, start: Int64, startOffset: Int64, limit: Int64)]
+        var durableEnd: Int64
+    }
+
+    private func plan(from offset: Int64) throws(StorageError) -> ReadPlan? {
+        try state.withLock { (state) throws(StorageError) -> ReadPlan? in
+            if state.closed { throw StorageError(.closed, "\(topic)/\(partition) is closed") }
+            if offset < state.startOffset || offset > state.nextOffset {
+                throw StorageError(.offsetOutOfRange, "\(topic)/\(partition): offset \(offset) is outside \(state.startOffset)...\(state.nextOffset)")
+            }
+            if offset >= state.durableEnd { return nil }
+            var index = state.segments.count - 1
+            while state.segments[index].baseOffset > offset { index -= 1 }
+            let first = state.segments[index].startPosition(for: offset)
+            var parts = [(state.segments[index].handle, first.position, first.offset, state.segments[index].durableSize)]
+            for next in state.segments[(index + 1)...] where next.durableSize > 0 {
+                parts.append((next.handle, 0, next.baseOffset, next.durableSize))
+            }
+            return ReadPlan(parts: parts, durableEnd: state.durableEnd)
+        }
+    }
+
+    /// Whole batches from the one holding `offset`, at most `maxBytes` of them (the first
+    /// one whole even when it is larger), never past the last synced offset. Each batch is
+    /// checked as `BatchScanner` checks it; a bad one is reported as corruption naming the
+    /// file, position and offset, never returned. Blocking: call off the event loops.
+    public func read(from offset: Int64, maxBytes: Int) throws(StorageError) -> ReadResult {
+        let maxBytes = min(max(maxBytes, 1), Limits.readBytesMax)
+        guard let plan = try plan(from: offset) else {
+            return ReadResult(bytes: [], batchCount: 0, nextOffset: offset, durableEndOffset: offsets.durableEnd)
+        }
+        var output: [UInt8] = []
+        var count = 0
+        var nextOffset = offset
+        let chunkBytes = min(maxBytes, 1 << 20) + configuration.indexIntervalBytes
+        parts: for part in plan.parts {
+            var scanner = BatchScanner(file: part.handle.file, from: part.start, offset: part.startOffset, endPosition: part.limit, chunkBytes: chunkBytes)
+            while true {
+                let step: BatchScanner.Step
+                do { step = try scanner.next() } catch { throw StorageError.io(error, "reading \(part.handle.logPath)") }
+                switch step {
+                case .end:
+                    continue parts
+                case .invalid(let position, let reason):
+                    throw StorageError(.corruption, "\(part.handle.logPath): invalid batch at byte \(position): \(reason) (reading from offset \(offset))")
+                case .batch(let batch):
+                    if batch.header.lastOffset < offset { continue }
+                    if count > 0 && output.count + batch.size > maxBytes { break parts }
+                    scanner.appendBytes(of: batch, to: &output)
+                    count += 1
+                    nextOffset = batch.header.nextOffset
+                }
+            }
+        }
+        return ReadResult(bytes: output, batchCount: count, nextOffset: nextOffset, durableEndOffset: plan.durableEnd)
+    }
+
+    /// The first offset whose append time is at or after `time`, among synced data; nil when
+    /// no synced batch is that late.
+    public func offset(atOrAfterTime time: Int64) throws(StorageError) -> Int64? {
+        let found = try state.withLock { (state) throws(StorageError) -> (SegmentHandle, Int64, Int64, Int64)? in
+            if state.closed { throw StorageError(.closed, "\(topic)/\(partition) is closed") }
+            guard let segment = state.segments.first(where: { $0.durableMaxTimestamp >= time }) else { return nil }
+            let start = segment.startPosition(forTime: time)
+            return (segment.handle, start.position, start.offset, segment.durableSize)
+        }
+        guard let (handle, start, startOffset, limit) = found else { return nil }
+        var scanner = BatchScanner(file: handle.file, from: start, offset: startOffset, endPosition: limit, chunkBytes: 64 << 10)
+        while true {
+            let step: BatchScanner.Step
+            do { step = try scanner.next() } catch { throw StorageError.io(error, "reading \(handle.logPath)") }
+            switch step {
+            case .end:
+                return nil
+            case .invalid(let position, let reason):
+                throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(position): \(reason)")
+            case .batch(let batch):
+                if batch.header.maxTimestamp >= time { return batch.header.baseOffset }
+            }
+        }
+    }
+}
