@@ -88,7 +88,7 @@ enum PartitionRecovery {
             } else {
                 (segment, truncation) = try loadUncleanLast(handle, fileIO: fileIO, window: window, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
             }
-            segment.firstTimestamp = try firstTimestamp(of: segment)
+            if isLast { segment.firstTimestamp = try firstTimestamp(of: segment) }
             previousTimestamp = max(previousTimestamp, segment.maxTimestamp)
             segments.append(segment)
         }
@@ -256,15 +256,21 @@ enum PartitionRecovery {
         }
     }
 
+    /// The active segment's first append time, for roll by age (sealed segments need none).
     private static func firstTimestamp(of segment: SegmentState) throws(StorageError) -> Int64? {
         if segment.size == 0 { return nil }
         if let known = segment.firstTimestamp { return known }
-        let bytes: [UInt8]
-        do { bytes = try segment.handle.file.read(count: RecordBatchHeader.size, at: 0) } catch { throw StorageError.io(error, "reading the first batch") }
-        guard let header = try? withBytes(bytes, { (raw) throws(FormatError) in try RecordBatchHeader.read(raw) }) else {
-            throw StorageError(.corruption, "\(segment.handle.logPath): the first batch header at byte 0 is unreadable")
+        var scanner = BatchScanner(file: segment.handle.file, from: 0, offset: segment.baseOffset, endPosition: segment.size, chunkBytes: 64 << 10)
+        let step: BatchScanner.Step
+        do { step = try scanner.next() } catch { throw StorageError.io(error, "reading the first batch") }
+        switch step {
+        case .batch(let batch):
+            return batch.header.maxTimestamp
+        case .invalid(let position, let reason):
+            throw StorageError(.corruption, "\(segment.handle.logPath): invalid batch at byte \(position): \(reason) (the first batch of the active segment)")
+        case .end:
+            return nil
         }
-        return header.maxTimestamp
     }
 
     // MARK: Index files

@@ -374,6 +374,10 @@ public struct PartitionSimulation {
         try model.reconcile(stored: stored, end: opened.offsets.next)
         try require(opened.offsets.durableEnd == opened.offsets.next, "after open everything stored is durable")
         model.durableEndSeen = opened.offsets.durableEnd
+        // `lodestone check` must agree with recovery: a store that opened is fault-free.
+        let (checked, findings) = StoreChecker.checkPartition(directory: Self.directory, topic: "topic", partition: 0, fileIO: disk)
+        try require(!findings.contains(where: \.isFault), "check reports faults in a partition that recovery opened: \(findings)")
+        try require(checked.nextOffset == opened.offsets.next, "check says the log ends at \(checked.nextOffset), the partition at \(opened.offsets.next)")
         note("reopened: \(stored.count) batches, next offset \(opened.offsets.next)")
     }
 
@@ -416,6 +420,10 @@ public struct PartitionSimulation {
         disk.flipBit(path: target.path, byteOffset: byte, bit: bit)
         note("flip bit \(bit) of byte \(byte) in \(target.path) (batch at \(target.batchStart), \(clean ? "clean" : "unclean"))")
         let expected = "\(target.path): invalid batch at byte \(target.batchStart): "
+        // `lodestone check` must name the same file and batch, as a fault.
+        let (_, findings) = StoreChecker.checkPartition(directory: Self.directory, topic: "topic", partition: 0, fileIO: disk)
+        let hit = findings.contains { $0.isFault && $0.path == target.path && $0.position == Int64(target.batchStart) }
+        try require(hit, "check did not report the flipped batch at \(target.path) byte \(target.batchStart) as a fault; it found: \(findings)")
         do {
             let opened = try PartitionLog.open(
                 directory: Self.directory, topic: "topic", partition: 0, fileIO: disk, configuration: configuration,

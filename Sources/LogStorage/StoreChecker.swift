@@ -1,0 +1,214 @@
+import LogFormat
+import LogIO
+import Logging
+
+/// `lodestone check`: reads every batch of every segment of a closed data directory and
+/// checks its CRC, its place in the offset sequence and its stamp (as `BatchScanner`
+/// does), the continuity of segments, and that index files agree with the log. It takes
+/// the directory's lock (so it never reads a store a server has open) and changes nothing.
+///
+/// Findings are faults or notes. Faults: corruption (an invalid batch where nothing can be
+/// torn), broken offset continuity, unreadable configuration, index files that disagree
+/// with the log. Notes: a torn tail that the next open will truncate (after an unclean
+/// stop, within the recorded group-write window of the end), index files that are only
+/// missing or behind (the active segment's recovery point after an unclean stop).
+public enum StoreChecker {
+    public struct Finding: Sendable, Equatable, CustomStringConvertible {
+        public var isFault: Bool
+        public var path: String
+        /// Byte position in the file, when the finding is about one.
+        public var position: Int64?
+        public var message: String
+
+        public var description: String {
+            let place = position.map { "\(path) byte \($0)" } ?? path
+            return "\(isFault ? "FAULT" : "note"): \(place): \(message)"
+        }
+    }
+
+    public struct PartitionSummary: Sendable, Equatable {
+        public var topic: String
+        public var partition: Int
+        public var segmentCount = 0
+        public var batchCount = 0
+        public var recordCount: Int64 = 0
+        public var bytes: Int64 = 0
+        public var startOffset: Int64 = 0
+        /// The offset after the last valid batch.
+        public var nextOffset: Int64 = 0
+        public var cleanShutdown = false
+    }
+
+    public struct Report: Sendable, Equatable {
+        public var topics: [TopicConfiguration] = []
+        public var partitions: [PartitionSummary] = []
+        public var findings: [Finding] = []
+        public var faultCount: Int { findings.filter(\.isFault).count }
+    }
+
+    /// Checks the data directory; throws only when it cannot be checked at all (missing,
+    /// or locked by a running server).
+    public static func check(directory: String, fileIO: any FileIO) throws(StorageError) -> Report {
+        guard fileIO.exists(directory) else { throw StorageError(.notFound, "\(directory) does not exist") }
+        let lock = try LogStore.lockDirectory(directory, fileIO: fileIO)
+        defer { lock.release() }
+        var report = Report()
+        let topicsDirectory = joinPath(directory, "topics")
+        for name in try LogStore.topicDirectoryNames(topicsDirectory, fileIO: fileIO) {
+            let topicDirectory = joinPath(topicsDirectory, name)
+            let configuration: TopicConfiguration
+            do {
+                configuration = try LogStore.readTopicConfiguration(topicDirectory, fileIO: fileIO)
+            } catch {
+                report.findings.append(Finding(isFault: true, path: topicDirectory, message: error.message))
+                continue
+            }
+            report.topics.append(configuration)
+            for index in 0..<configuration.partitionCount {
+                let partitionDirectory = joinPath(topicDirectory, String(index))
+                var summary = PartitionSummary(topic: configuration.name, partition: index)
+                checkPartition(partitionDirectory, fileIO: fileIO, summary: &summary, findings: &report.findings)
+                report.partitions.append(summary)
+            }
+        }
+        return report
+    }
+
+    /// Checks one partition directory (no lock taken: the caller holds it or owns the disk).
+    public static func checkPartition(directory: String, topic: String, partition: Int, fileIO: any FileIO) -> (PartitionSummary, [Finding]) {
+        var summary = PartitionSummary(topic: topic, partition: partition)
+        var findings: [Finding] = []
+        checkPartition(directory, fileIO: fileIO, summary: &summary, findings: &findings)
+        return (summary, findings)
+    }
+
+    static func checkPartition(_ directory: String, fileIO: any FileIO, summary: inout PartitionSummary, findings: inout [Finding]) {
+        guard fileIO.exists(directory) else {
+            findings.append(Finding(isFault: true, path: directory, message: "the partition directory is missing"))
+            return
+        }
+        let names = (try? fileIO.list(directory)) ?? []
+        let bases = names.compactMap { SegmentFileName.parse($0).flatMap { $0.kind == .log ? $0.baseOffset : nil } }.sorted()
+        var silent = Logger(label: "lodestone.check")
+        silent.logLevel = .critical
+        let state = PartitionRecovery.readStateFile(directory: directory, fileIO: fileIO, logger: silent)
+        if state == nil && !bases.isEmpty {
+            findings.append(Finding(isFault: false, path: joinPath(directory, PartitionStateFile.name), message: "missing or unreadable; the next open recovers as after an unclean stop"))
+        }
+        summary.cleanShutdown = state?.clean == true
+        summary.segmentCount = bases.count
+        summary.startOffset = bases.first ?? 0
+        let window = Int64(state?.groupWriteBytesMax ?? Limits.groupWriteBytesMax)
+        var expectedOffset: Int64? = bases.first
+        var previousTimestamp = Int64.min
+        for (index, base) in bases.enumerated() {
+            let path = joinPath(directory, SegmentFileName.name(baseOffset: base, kind: .log))
+            if let expected = expectedOffset, expected != base {
+                findings.append(Finding(isFault: true, path: path, message: "segment starts at offset \(base) but the previous segment ends at offset \(expected)"))
+            }
+            let isLast = index == bases.count - 1
+            let scan = checkSegment(path: path, directory: directory, baseOffset: base, isLast: isLast, state: state, window: window,
+                                    previousTimestamp: previousTimestamp, fileIO: fileIO, summary: &summary, findings: &findings)
+            expectedOffset = scan.nextOffset
+            previousTimestamp = scan.lastTimestamp
+        }
+        summary.nextOffset = expectedOffset ?? 0
+    }
+
+    /// Scans one segment; returns where it ends.
+    static func checkSegment(
+        path: String, directory: String, baseOffset: Int64, isLast: Bool, state: PartitionStateFile?, window: Int64,
+        previousTimestamp: Int64, fileIO: any FileIO, summary: inout PartitionSummary, findings: inout [Finding]
+    ) -> (nextOffset: Int64, lastTimestamp: Int64) {
+        let file: any StorageFile
+        let size: Int64
+        do {
+            file = try fileIO.open(path, mode: .readOnly)
+            size = try file.size()
+        } catch {
+            findings.append(Finding(isFault: true, path: path, message: "\(error)"))
+            return (baseOffset, previousTimestamp)
+        }
+        defer { try? file.close() }
+        var segment = SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
+        var batchStarts: [Int64: (offset: Int64, time: Int64)] = [:]
+        var scanner = BatchScanner(file: file, from: 0, offset: baseOffset, endPosition: size, previousTimestamp: previousTimestamp)
+        var readWhole = true
+        scan: while true {
+            let step: BatchScanner.Step
+            do { step = try scanner.next() } catch {
+                findings.append(Finding(isFault: true, path: path, message: "\(error)"))
+                break
+            }
+            switch step {
+            case .end:
+                break scan
+            case .invalid(let position, let reason):
+                let torn = isLast && state?.clean != true && size - position <= window
+                let message = torn
+                    ? "torn tail of \(size - position) bytes (\(reason)); the next open truncates it, nothing there was acknowledged as durable"
+                    : "invalid batch: \(reason)" + (isLast && state?.clean != true ? " (\(size - position) bytes before the end, beyond the last group write)" : "")
+                findings.append(Finding(isFault: !torn, path: path, position: position, message: message))
+                readWhole = torn
+                break scan
+            case .batch(let batch):
+                batchStarts[batch.position] = (batch.header.baseOffset, batch.header.maxTimestamp)
+                summary.batchCount += 1
+                summary.recordCount += Int64(batch.header.recordCount)
+                summary.bytes += Int64(batch.size)
+                segment.recordWritten(position: batch.position, size: batch.size, baseOffset: batch.header.baseOffset,
+                                      nextOffset: batch.header.nextOffset, appendTime: batch.header.maxTimestamp, indexIntervalBytes: Int.max)
+            }
+        }
+        segment.markDurable()
+        // Past corruption the log's batches are unknown, so the indexes cannot be judged.
+        if readWhole { checkIndexes(segment: segment, batchStarts: batchStarts, isLast: isLast, clean: state?.clean == true, fileIO: fileIO, findings: &findings) }
+        return (segment.nextOffset, max(previousTimestamp, segment.maxTimestamp))
+    }
+
+    /// Index files must agree with the batches the scan found: every entry at a batch
+    /// start with that batch's offset and time, the coverage at a batch boundary with the
+    /// offsets and time found there.
+    static func checkIndexes(
+        segment: SegmentState, batchStarts: [Int64: (offset: Int64, time: Int64)], isLast: Bool, clean: Bool,
+        fileIO: any FileIO, findings: inout [Finding]
+    ) {
+        let handle = segment.handle
+        let sealedOrClean = !isLast || clean
+        guard let loaded = PartitionRecovery.loadIndexes(handle, fileIO: fileIO) else {
+            let message = "index files are missing or fail their checksum; the next open rebuilds them"
+            findings.append(Finding(isFault: sealedOrClean && segment.size > 0, path: handle.indexPath, message: message))
+            return
+        }
+        var problems: [String] = []
+        if sealedOrClean && loaded.size != segment.size {
+            problems.append("they cover \(loaded.size) bytes of a \(segment.size)-byte segment")
+        }
+        if loaded.size > segment.size {
+            problems.append("they cover \(loaded.size) bytes, past the last valid batch at \(segment.size)")
+        } else if loaded.size > 0 {
+            if let last = batchStarts[loaded.lastBatchPosition] {
+                if last.time != loaded.maxTimestamp { problems.append("their max timestamp \(loaded.maxTimestamp) differs from the log's \(last.time)") }
+            } else {
+                problems.append("their last batch position \(loaded.lastBatchPosition) is not a batch boundary")
+            }
+            let nextAtCoverage = batchStarts[loaded.size]?.offset ?? (loaded.size == segment.size ? segment.nextOffset : nil)
+            if nextAtCoverage != loaded.nextOffset {
+                problems.append("they say offset \(loaded.nextOffset) follows byte \(loaded.size), the log says \(nextAtCoverage.map(String.init) ?? "no batch starts there")")
+            }
+        }
+        for (entry, time) in zip(loaded.offsetEntries, loaded.timeEntries) {
+            guard let batch = batchStarts[Int64(entry.position)] else {
+                problems.append("an entry points at byte \(entry.position), which is not a batch boundary")
+                break
+            }
+            if batch.offset != handle.baseOffset + Int64(entry.relativeOffset) || batch.time != time.timestamp {
+                problems.append("the entry at byte \(entry.position) says offset \(handle.baseOffset + Int64(entry.relativeOffset)), time \(time.timestamp); the batch there has \(batch.offset), \(batch.time)")
+                break
+            }
+        }
+        if !problems.isEmpty {
+            findings.append(Finding(isFault: true, path: handle.indexPath, message: "index files disagree with the log: " + problems.joined(separator: "; ") + "; the next open rebuilds them"))
+        }
+    }
+}
