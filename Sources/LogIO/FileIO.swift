@@ -43,6 +43,8 @@ public protocol FileIO: Sendable {
     /// Atomically replaces `to` with `from` (POSIX rename).
     func rename(from: String, to: String) throws(IOError)
     func remove(_ path: String) throws(IOError)
+    /// Removes an empty directory.
+    func removeDirectory(_ path: String) throws(IOError)
     /// Makes the directory's entries (creations, renames, removals) durable.
     func syncDirectory(_ path: String) throws(IOError)
     /// Names of the entries of a directory, without "." and "..", in no set order.

@@ -40,6 +40,10 @@ public struct PosixFileIO: FileIO {
         if retrying({ unlink(path) }) != 0 { throw IOError("unlink", path, Errno(rawValue: errno)) }
     }
 
+    public func removeDirectory(_ path: String) throws(IOError) {
+        if retrying({ rmdir(path) }) != 0 { throw IOError("rmdir", path, Errno(rawValue: errno)) }
+    }
+
     public func syncDirectory(_ path: String) throws(IOError) {
         let descriptor = retrying { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         if descriptor < 0 { throw IOError("open directory", path, Errno(rawValue: errno)) }

@@ -61,6 +61,9 @@ public final class SimulatedDisk: FileIO {
         case link(path: String, inode: Int)
         case unlink(path: String)
         case makeDirectory(path: String)
+        case removeDirectory(path: String)
+        /// A directory and everything under it moves at once.
+        case renameDirectory(from: String, to: String)
         case rename(from: String, to: String, inode: Int)
     }
 
@@ -177,6 +180,14 @@ public final class SimulatedDisk: FileIO {
         case .link(let path, let inode): names[path] = inode
         case .unlink(let path): names[path] = nil
         case .makeDirectory(let path): directories.insert(path)
+        case .removeDirectory(let path): directories.remove(path)
+        case .renameDirectory(let from, let to):
+            func moved(_ path: String) -> String? {
+                if path == from { return to }
+                return path.hasPrefix(from + "/") ? to + path.dropFirst(from.count) : nil
+            }
+            for (path, inode) in names { if let target = moved(path) { names[path] = nil; names[target] = inode } }
+            directories = Set(directories.map { moved($0) ?? $0 })
         case .rename(let from, let to, let inode):
             names[from] = nil
             names[to] = inode
@@ -185,9 +196,9 @@ public final class SimulatedDisk: FileIO {
 
     private static func touches(_ change: Change, _ directory: String) -> Bool {
         switch change {
-        case .link(let path, _), .unlink(let path), .makeDirectory(let path):
+        case .link(let path, _), .unlink(let path), .makeDirectory(let path), .removeDirectory(let path):
             return parentDirectory(of: path) == directory
-        case .rename(let from, let to, _):
+        case .rename(let from, let to, _), .renameDirectory(let from, let to):
             return parentDirectory(of: from) == directory || parentDirectory(of: to) == directory
         }
     }
@@ -279,6 +290,13 @@ public final class SimulatedDisk: FileIO {
     public func rename(from: String, to: String) throws(IOError) {
         try state.withLock { (state) throws(IOError) in
             try Self.operate(&state, "rename", from)
+            if state.directories.contains(from) {
+                if state.directories.contains(to) || state.names[to] != nil { throw IOError("rename", from, .fileExists) }
+                let change = Change.renameDirectory(from: from, to: to)
+                Self.apply(change, to: &state.names, directories: &state.directories)
+                state.pending.append(change)
+                return
+            }
             guard let id = state.names[from] else { throw IOError("rename", from, .noSuchFileOrDirectory) }
             state.names[from] = nil
             state.names[to] = id
@@ -292,6 +310,18 @@ public final class SimulatedDisk: FileIO {
             guard state.names[path] != nil else { throw IOError("unlink", path, .noSuchFileOrDirectory) }
             state.names[path] = nil
             state.pending.append(.unlink(path: path))
+        }
+    }
+
+    public func removeDirectory(_ path: String) throws(IOError) {
+        try state.withLock { (state) throws(IOError) in
+            try Self.operate(&state, "rmdir", path)
+            guard state.directories.contains(path) else { throw IOError("rmdir", path, .noSuchFileOrDirectory) }
+            let occupied = state.names.keys.contains { parentDirectory(of: $0) == path }
+                || state.directories.contains { $0 != path && parentDirectory(of: $0) == path }
+            if occupied { throw IOError("rmdir", path, .directoryNotEmpty) }
+            state.directories.remove(path)
+            state.pending.append(.removeDirectory(path: path))
         }
     }
 

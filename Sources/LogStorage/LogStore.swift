@@ -213,12 +213,13 @@ public final class LogStore: Sendable {
         }
     }
 
+    /// Removes a directory of files and directories one level deep at most per call.
     private func removeTree(_ path: String) throws(IOError) {
         for name in try fileIO.list(path) {
             let child = joinPath(path, name)
             if (try? fileIO.list(child)) != nil { try removeTree(child) } else { try fileIO.remove(child) }
         }
-        try fileIO.remove(path)
+        try fileIO.removeDirectory(path)
     }
 
     public func topic(_ name: String) -> Topic? { topics.withLock { $0[name] } }

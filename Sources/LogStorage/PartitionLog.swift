@@ -253,7 +253,10 @@ public final class PartitionLog: Sendable {
         }
         let now = clock.nowMilliseconds()
         let outcome = state.withLock { state -> (Result<AppendResult, StorageError>, schedule: Bool) in
-            if let refusal = refusal(state, batchBytes: batch.count) { return (.failure(refusal), false) }
+            if let refusal = refusal(state, batchBytes: batch.count) {
+                if refusal.code == .overloaded { state.statistics.overloadedCount += 1 }
+                return (.failure(refusal), false)
+            }
             if now < state.lastAppendTime { state.statistics.clockStepBackCount += 1 }
             let appendTime = max(now, state.lastAppendTime)
             let result = AppendResult(baseOffset: state.nextOffset, lastOffset: state.nextOffset + Int64(header.lastOffsetDelta), appendTime: appendTime)

@@ -109,17 +109,18 @@ public enum StoreChecker {
             let isLast = index == bases.count - 1
             let scan = checkSegment(path: path, directory: directory, baseOffset: base, isLast: isLast, state: state, window: window,
                                     previousTimestamp: previousTimestamp, fileIO: fileIO, summary: &summary, findings: &findings)
-            expectedOffset = scan.nextOffset
-            previousTimestamp = scan.lastTimestamp
+            // After corruption the segment's true end is unknown: judge the next from its own start.
+            expectedOffset = scan.complete ? scan.nextOffset : nil
+            previousTimestamp = scan.complete ? scan.lastTimestamp : Int64.min
+            summary.nextOffset = scan.nextOffset
         }
-        summary.nextOffset = expectedOffset ?? 0
     }
 
     /// Scans one segment; returns where it ends.
     static func checkSegment(
         path: String, directory: String, baseOffset: Int64, isLast: Bool, state: PartitionStateFile?, window: Int64,
         previousTimestamp: Int64, fileIO: any FileIO, summary: inout PartitionSummary, findings: inout [Finding]
-    ) -> (nextOffset: Int64, lastTimestamp: Int64) {
+    ) -> (nextOffset: Int64, lastTimestamp: Int64, complete: Bool) {
         let file: any StorageFile
         let size: Int64
         do {
@@ -127,7 +128,7 @@ public enum StoreChecker {
             size = try file.size()
         } catch {
             findings.append(Finding(isFault: true, path: path, message: "\(error)"))
-            return (baseOffset, previousTimestamp)
+            return (baseOffset, previousTimestamp, false)
         }
         defer { try? file.close() }
         var segment = SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
@@ -163,7 +164,7 @@ public enum StoreChecker {
         segment.markDurable()
         // Past corruption the log's batches are unknown, so the indexes cannot be judged.
         if readWhole { checkIndexes(segment: segment, batchStarts: batchStarts, isLast: isLast, clean: state?.clean == true, fileIO: fileIO, findings: &findings) }
-        return (segment.nextOffset, max(previousTimestamp, segment.maxTimestamp))
+        return (segment.nextOffset, max(previousTimestamp, segment.maxTimestamp), readWhole)
     }
 
     /// Index files must agree with the batches the scan found: every entry at a batch
