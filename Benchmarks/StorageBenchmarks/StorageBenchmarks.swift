@@ -1,2 +1,214 @@
 import Benchmark
-let benchmarks: @Sendable () -> Void = {}
+import Foundation
+import LogFormat
+import LogIO
+import LogStorage
+import Logging
+import Synchronization
+
+// Run: swift package benchmark --target StorageBenchmarks
+//
+// Each benchmark reports what it measured as custom metrics (GB/s, MB/s, events/s,
+// fsyncs/s, events per fsync), computed from the monotonic clock around the measured work of each iteration.
+// The disk benchmarks write under LODESTONE_BENCH_DIR (default .build/benchmark-data, on
+// the same file system as the checkout) and run side by side in one run, so group commit
+// and the plain write+fdatasync loops meet the same disk. Results: Docs/performance.md.
+
+let megabytesPerSecond = BenchmarkMetric.custom("MB/s", polarity: .prefersLarger, useScalingFactor: false)
+let eventsPerSecond = BenchmarkMetric.custom("events/s", polarity: .prefersLarger, useScalingFactor: false)
+let fsyncsPerSecond = BenchmarkMetric.custom("fsyncs/s", polarity: .prefersLarger, useScalingFactor: false)
+let eventsPerFsync = BenchmarkMetric.custom("events/fsync", polarity: .prefersLarger, useScalingFactor: false)
+let fsyncMicroseconds = BenchmarkMetric.custom("fsync latency (us)", polarity: .prefersSmaller, useScalingFactor: false)
+
+/// Bytes per second from a byte count and elapsed nanoseconds.
+func rate(_ count: Double, _ nanoseconds: UInt64) -> Double { count * 1e9 / Double(max(nanoseconds, 1)) }
+
+func flipJSON(_ index: Int) -> [UInt8] {
+    Array("{\"resource\":\"prod/eu-1/service-\(index % 97)/leader\",\"from\":\"node-\(index % 3)\",\"to\":\"node-\((index + 1) % 3)\",\"polarity\":\(index % 2 == 0 ? 1 : -1),\"actor\":\"raft\",\"reason\":\"lease-expired\",\"epoch\":\(index / 1000),\"seq\":\(index),\"time\":\(1_764_000_000_000 + index * 250)}\n".utf8)
+}
+
+/// About 1 MiB of flip events as JSON lines.
+let flipCorpus: [UInt8] = {
+    var bytes: [UInt8] = []
+    var index = 0
+    while bytes.count < 1 << 20 {
+        bytes += flipJSON(index)
+        index += 1
+    }
+    return bytes
+}()
+
+/// A one-record batch of exactly `size` bytes.
+func batchOfSize(_ size: Int) -> [UInt8] {
+    var valueSize = size - 80
+    while true {
+        let batch = RecordBatch.make(values: [(Array("prod/eu-1/leader".utf8), Array(repeating: 0x61, count: valueSize))], timestamp: 0).encoded()
+        if batch.count == size { return batch }
+        valueSize += size - batch.count
+    }
+}
+
+let benchmarkDirectory: String = {
+    let base = ProcessInfo.processInfo.environment["LODESTONE_BENCH_DIR"] ?? FileManager.default.currentDirectoryPath + "/.build/benchmark-data"
+    let path = base + "/run-\(getpid())"
+    try? FileManager.default.removeItem(atPath: path)
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}()
+
+let quiet: Logger = {
+    var logger = Logger(label: "benchmark")
+    logger.logLevel = .critical
+    return logger
+}()
+
+/// One partition per benchmark, opened at first use and kept for every iteration.
+final class PartitionHolder: Sendable {
+    let name: String
+    let pool = IOThreadPool(threadCount: 2)
+    let log: PartitionLog
+
+    init(name: String) {
+        self.name = name
+        log = try! PartitionLog.open(
+            directory: benchmarkDirectory + "/" + name, topic: name, partition: 0, fileIO: PosixFileIO(),
+            configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pool, logger: quiet)
+    }
+}
+
+/// `appenders` tasks, each appending `perAppender` batches and awaiting each durable ack.
+func closedLoop(_ log: PartitionLog, batch: [UInt8], appenders: Int, perAppender: Int) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<appenders {
+            group.addTask {
+                for _ in 0..<perAppender { _ = try await log.append(batch, ackMode: .durable) }
+            }
+        }
+        try await group.waitForAll()
+    }
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput], warmupIterations: 1, maxDuration: .seconds(4), maxIterations: 200)
+
+    // MARK: CRC-32C
+
+    let megabyte = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761) }
+    for implementation in [CRC32C.Implementation.hardware, .software] where implementation == .software || CRC32C.implementation == .hardware {
+        Benchmark("CRC-32C \(implementation) 1 MiB", configuration: .init(metrics: [megabytesPerSecond], maxIterations: 2000)) { benchmark in
+            let rounds = 16
+            let started = MonotonicClock.nanoseconds()
+            megabyte.withUnsafeBytes { raw in
+                for _ in 0..<rounds { blackHole(CRC32C.checksum(raw, using: implementation)) }
+            }
+            let elapsed = MonotonicClock.nanoseconds() - started
+            benchmark.measurement(megabytesPerSecond, Int(rate(Double(rounds << 20), elapsed) / 1e6))
+        }
+    }
+
+    // MARK: LZ4
+
+    Benchmark("LZ4 compress flip JSON 1 MiB", configuration: .init(metrics: [megabytesPerSecond])) { benchmark in
+        let started = MonotonicClock.nanoseconds()
+        let frame = flipCorpus.withUnsafeBytes { LZ4Frame.compress($0) }
+        let elapsed = MonotonicClock.nanoseconds() - started
+        blackHole(frame)
+        benchmark.measurement(megabytesPerSecond, Int(rate(Double(flipCorpus.count), elapsed) / 1e6))
+    }
+    let compressedCorpus = flipCorpus.withUnsafeBytes { LZ4Frame.compress($0) }
+    Benchmark("LZ4 decompress flip JSON 1 MiB", configuration: .init(metrics: [megabytesPerSecond])) { benchmark in
+        let started = MonotonicClock.nanoseconds()
+        let plain = try compressedCorpus.withUnsafeBytes { try LZ4Frame.decompress($0, outputBytesMax: 2 << 20) }
+        let elapsed = MonotonicClock.nanoseconds() - started
+        blackHole(plain)
+        benchmark.measurement(megabytesPerSecond, Int(rate(Double(flipCorpus.count), elapsed) / 1e6))
+    }
+
+    // MARK: Batch codec
+
+    for codec in [CompressionCodec.none, .lz4] {
+        let batch = RecordBatch.make(values: (0..<100).map { (Array("prod/eu-1/service-\($0 % 7)/leader".utf8), flipJSON($0)) }, timestamp: 1_764_000_000_000, compression: codec)
+        let bytes = batch.encoded()
+        Benchmark("Batch encode 100 flip records (\(codec))", configuration: .init(metrics: [.throughput, .wallClock], scalingFactor: .kilo)) { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(batch.encoded()) }
+        }
+        Benchmark("Batch validate 100 flip records (\(codec))", configuration: .init(metrics: [.throughput, .wallClock], scalingFactor: .kilo)) { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try RecordBatchValidator.validate(bytes)) }
+        }
+        Benchmark("Batch decode 100 flip records (\(codec))", configuration: .init(metrics: [.throughput, .wallClock], scalingFactor: .kilo)) { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try RecordBatch.decode(bytes)) }
+        }
+    }
+
+    // MARK: The disk: plain write + fdatasync loops of 200-byte appends
+
+    let event = batchOfSize(200)
+    let loopCount = 500
+    let plainFile = Mutex<(file: (any StorageFile)?, position: Int64)>((nil, 0))
+    Benchmark("Disk: 200 B write+fdatasync loop, new file", configuration: .init(metrics: [eventsPerSecond, megabytesPerSecond], maxIterations: 40)) { benchmark in
+        let (file, start) = try plainFile.withLock { state in
+            if state.file == nil { state.file = try PosixFileIO().open(benchmarkDirectory + "/plain-new.log", mode: .createNew) }
+            return (state.file!, state.position)
+        }
+        let started = MonotonicClock.nanoseconds()
+        for index in 0..<loopCount {
+            try file.writeAll(event, at: start + Int64(index * event.count))
+            try file.dataSync()
+        }
+        let elapsed = MonotonicClock.nanoseconds() - started
+        plainFile.withLock { $0.position = start + Int64(loopCount * event.count) }
+        benchmark.measurement(eventsPerSecond, Int(rate(Double(loopCount), elapsed)))
+        benchmark.measurement(megabytesPerSecond, Int(rate(Double(loopCount * event.count), elapsed) / 1e6))
+    }
+
+    let prewritten = Mutex<(file: (any StorageFile)?, position: Int64)>((nil, 0))
+    Benchmark("Disk: 200 B write+fdatasync loop, pre-written file", configuration: .init(metrics: [eventsPerSecond, megabytesPerSecond], maxIterations: 40)) { benchmark in
+        let (file, start) = try prewritten.withLock { state in
+            if state.file == nil {
+                let file = try PosixFileIO().open(benchmarkDirectory + "/plain-prewritten.log", mode: .createNew)
+                let zeros = [UInt8](repeating: 0, count: 1 << 20)
+                for index in 0..<64 { try file.writeAll(zeros, at: Int64(index << 20)) }
+                try file.dataSync()
+                state.file = file
+            }
+            return (state.file!, state.position)
+        }
+        let started = MonotonicClock.nanoseconds()
+        for index in 0..<loopCount {
+            try file.writeAll(event, at: start + Int64(index * event.count))
+            try file.dataSync()
+        }
+        let elapsed = MonotonicClock.nanoseconds() - started
+        prewritten.withLock { $0.position = (start + Int64(loopCount * event.count)) % (60 << 20) }
+        benchmark.measurement(eventsPerSecond, Int(rate(Double(loopCount), elapsed)))
+        benchmark.measurement(megabytesPerSecond, Int(rate(Double(loopCount * event.count), elapsed) / 1e6))
+    }
+
+    // MARK: Group commit: closed-loop appenders, each awaiting its durable ack
+
+    for (appenders, perAppender) in [(1, 500), (8, 200), (64, 100)] {
+        let holder = Mutex<PartitionHolder?>(nil)
+        Benchmark("Group commit: \(appenders) appenders, 200 B durable", configuration: .init(
+            metrics: [eventsPerSecond, megabytesPerSecond, fsyncsPerSecond, eventsPerFsync, fsyncMicroseconds], maxIterations: 40)
+        ) { benchmark in
+            let log = holder.withLock { holder in
+                if holder == nil { holder = PartitionHolder(name: "group-\(appenders)") }
+                return holder!.log
+            }
+            let before = log.statistics
+            let fsyncsBefore = before.fsyncCount
+            let started = MonotonicClock.nanoseconds()
+            try await closedLoop(log, batch: event, appenders: appenders, perAppender: perAppender)
+            let elapsed = MonotonicClock.nanoseconds() - started
+            let fsyncs = log.statistics.fsyncCount - fsyncsBefore
+            let events = appenders * perAppender
+            benchmark.measurement(eventsPerSecond, Int(rate(Double(events), elapsed)))
+            benchmark.measurement(megabytesPerSecond, Int(rate(Double(events * event.count), elapsed) / 1e6))
+            benchmark.measurement(fsyncsPerSecond, Int(rate(Double(fsyncs), elapsed)))
+            benchmark.measurement(eventsPerFsync, events / max(fsyncs, 1))
+            let fsyncNanoseconds = log.statistics.fsyncNanosecondsTotal - before.fsyncNanosecondsTotal
+            benchmark.measurement(fsyncMicroseconds, Int(fsyncNanoseconds / UInt64(max(fsyncs, 1)) / 1000))
+        }
+    }
+}

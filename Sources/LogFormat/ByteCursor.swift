@@ -5,57 +5,67 @@
 struct ByteCursor {
     @usableFromInline let bytes: UnsafeRawBufferPointer
     @usableFromInline var position: Int
-    /// What is being read, for error messages ("record 3", "batch header").
-    @usableFromInline let context: String
+    /// What is being read, for error messages ("record 3", "batch header"): a name and an
+    /// optional index, joined only when an error message is built.
+    @usableFromInline let contextName: StaticString
+    @usableFromInline let contextIndex: Int?
 
     @inlinable
-    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, context: String) {
+    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, context: StaticString, index: Int? = nil) {
         self.bytes = bytes
         self.position = position
-        self.context = context
+        self.contextName = context
+        self.contextIndex = index
+    }
+
+    @usableFromInline
+    func context() -> String {
+        contextIndex.map { "\(contextName) \($0)" } ?? "\(contextName)"
     }
 
     @inlinable var remaining: Int { bytes.count - position }
 
+    /// Field names are autoclosures: they are built only for an error message, never on
+    /// the path of valid data.
     @inlinable
-    func require(_ count: Int, _ field: String) throws(FormatError) {
+    func require(_ count: Int, _ field: @autoclosure () -> String) throws(FormatError) {
         if count < 0 || count > remaining {
-            throw FormatError(.truncated, "\(context): \(field) needs \(count) bytes at position \(position), \(remaining) remain")
+            throw FormatError(.truncated, "\(context()): \(field()) needs \(count) bytes at position \(position), \(remaining) remain")
         }
     }
 
     @inlinable
-    mutating func readUInt8(_ field: String) throws(FormatError) -> UInt8 {
-        try require(1, field)
+    mutating func readUInt8(_ field: @autoclosure () -> String) throws(FormatError) -> UInt8 {
+        try require(1, field())
         defer { position += 1 }
         return bytes[position]
     }
 
     @inlinable
-    mutating func readInteger<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(FormatError) -> T {
+    mutating func readInteger<T: FixedWidthInteger>(_: T.Type, _ field: @autoclosure () -> String) throws(FormatError) -> T {
         let size = MemoryLayout<T>.size
-        try require(size, field)
+        try require(size, field())
         defer { position += size }
         return T(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: T.self))
     }
 
     /// Reads `count` bytes without copying.
     @inlinable
-    mutating func readSlice(_ count: Int, _ field: String) throws(FormatError) -> UnsafeRawBufferPointer {
-        try require(count, field)
+    mutating func readSlice(_ count: Int, _ field: @autoclosure () -> String) throws(FormatError) -> UnsafeRawBufferPointer {
+        try require(count, field())
         defer { position += count }
         return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
     }
 
     /// An unsigned LEB128 varint of at most 5 bytes (32 bits).
     @inlinable
-    mutating func readUnsignedVarint(_ field: String) throws(FormatError) -> UInt32 {
+    mutating func readUnsignedVarint(_ field: @autoclosure () -> String) throws(FormatError) -> UInt32 {
         var result: UInt32 = 0
         var shift: UInt32 = 0
         while true {
-            let byte = try readUInt8(field)
+            let byte = try readUInt8(field())
             if shift == 28 && byte > 0x0F {
-                throw FormatError(.badVarint, "\(context): \(field) varint is longer than 32 bits at position \(position - 1)")
+                throw FormatError(.badVarint, "\(context()): \(field()) varint is longer than 32 bits at position \(position - 1)")
             }
             result |= UInt32(byte & 0x7F) << shift
             if byte & 0x80 == 0 { return result }
@@ -65,13 +75,13 @@ struct ByteCursor {
 
     /// An unsigned LEB128 varint of at most 10 bytes (64 bits).
     @inlinable
-    mutating func readUnsignedVarlong(_ field: String) throws(FormatError) -> UInt64 {
+    mutating func readUnsignedVarlong(_ field: @autoclosure () -> String) throws(FormatError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
-            let byte = try readUInt8(field)
+            let byte = try readUInt8(field())
             if shift == 63 && byte > 0x01 {
-                throw FormatError(.badVarint, "\(context): \(field) varlong is longer than 64 bits at position \(position - 1)")
+                throw FormatError(.badVarint, "\(context()): \(field()) varlong is longer than 64 bits at position \(position - 1)")
             }
             result |= UInt64(byte & 0x7F) << shift
             if byte & 0x80 == 0 { return result }
@@ -81,15 +91,15 @@ struct ByteCursor {
 
     /// A zigzag-encoded signed varint (Kafka's `varint`).
     @inlinable
-    mutating func readVarint(_ field: String) throws(FormatError) -> Int32 {
-        let raw = try readUnsignedVarint(field)
+    mutating func readVarint(_ field: @autoclosure () -> String) throws(FormatError) -> Int32 {
+        let raw = try readUnsignedVarint(field())
         return Int32(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
     /// A zigzag-encoded signed varlong (Kafka's `varlong`).
     @inlinable
-    mutating func readVarlong(_ field: String) throws(FormatError) -> Int64 {
-        let raw = try readUnsignedVarlong(field)
+    mutating func readVarlong(_ field: @autoclosure () -> String) throws(FormatError) -> Int64 {
+        let raw = try readUnsignedVarlong(field())
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 }

@@ -113,7 +113,7 @@ public enum IndexFile {
         return bytes
     }
 
-    private static func checkedCursor(_ raw: UnsafeRawBufferPointer, magic: UInt32, entrySize: Int, name: String) throws(FormatError) -> ByteCursor {
+    private static func checkedCursor(_ raw: UnsafeRawBufferPointer, magic: UInt32, entrySize: Int, name: StaticString) throws(FormatError) -> ByteCursor {
         if raw.count < headerSize + 4 {
             throw FormatError(.truncated, "\(name) file of \(raw.count) bytes is shorter than its header")
         }
@@ -143,7 +143,7 @@ public enum IndexFile {
             lastBatchPosition: try cursor.readInteger(Int64.self, "last batch position"))
     }
 
-    private static func checkCount(_ count: Int, entrySize: Int, total: Int, name: String) throws(FormatError) {
+    private static func checkCount(_ count: Int, entrySize: Int, total: Int, name: StaticString) throws(FormatError) {
         if headerSize + count * entrySize + 4 != total {
             throw FormatError(.badLength, "\(name) file claims \(count) entries but holds \(total) bytes")
         }
@@ -173,7 +173,8 @@ public enum ChecksummedFile {
             if raw.count < overhead {
                 throw FormatError(.truncated, "\(name): \(raw.count) bytes is shorter than the smallest file")
             }
-            var cursor = ByteCursor(raw, context: name)
+            // The checks before each read make a cursor error unreachable; the name is in ours.
+            var cursor = ByteCursor(raw, context: "checksummed file")
             if try cursor.readInteger(UInt32.self, "magic") != magic {
                 throw FormatError(.badMagic, "\(name): wrong magic number")
             }

@@ -61,7 +61,7 @@ public enum RecordBatchValidator {
     }
 
     private static func readRecord(_ bytes: UnsafeRawBufferPointer, index: Int, materialize: Bool) throws(FormatError) -> Record {
-        var cursor = ByteCursor(bytes, context: "record \(index)")
+        var cursor = ByteCursor(bytes, context: "record", index: index)
         let attributes = try cursor.readInteger(Int8.self, "attributes")
         let timestampDelta = try cursor.readVarlong("timestampDelta")
         let offsetDelta = try cursor.readVarint("offsetDelta")
@@ -102,13 +102,13 @@ public enum RecordBatchValidator {
     }
 
     /// Reads a nullable byte field without copying it; nil for length -1.
-    private static func readNullable(_ cursor: inout ByteCursor, _ field: String) throws(FormatError) -> UnsafeRawBufferPointer? {
-        let length = Int(try cursor.readVarint("\(field) length"))
+    private static func readNullable(_ cursor: inout ByteCursor, _ field: @autoclosure () -> String) throws(FormatError) -> UnsafeRawBufferPointer? {
+        let length = Int(try cursor.readVarint("\(field()) length"))
         if length == -1 { return nil }
         if length < -1 {
-            throw FormatError(.badRecord, "\(cursor.context): \(field) length \(length) is below -1")
+            throw FormatError(.badRecord, "\(cursor.context()): \(field()) length \(length) is below -1")
         }
-        return try cursor.readSlice(length, field)
+        return try cursor.readSlice(length, field())
     }
 }
 

@@ -222,8 +222,9 @@ public final class SimulatedDisk: FileIO {
         state.withLock { state in state.names[path].flatMap { state.inodes[$0]?.current } }
     }
 
-    /// Bytes at the end of a file that are not synced: its current size minus the first
-    /// position where the current content differs from the synced one.
+    /// Unsynced written data at the end of a file: from the first position where the
+    /// current content differs from the synced one to the last non-zero byte (zeros written
+    /// ahead of the data, pre-written space, carry nothing that could tear).
     public func unsyncedTailBytes(_ path: String) -> Int {
         state.withLock { state in
             guard let id = state.names[path], let inode = state.inodes[id] else { return 0 }
@@ -236,7 +237,8 @@ public final class SimulatedDisk: FileIO {
                     break
                 }
             }
-            return inode.current.count - first
+            let lastNonZero = inode.current.lastIndex(where: { $0 != 0 }).map { $0 + 1 } ?? 0
+            return max(0, lastNonZero - first)
         }
     }
 

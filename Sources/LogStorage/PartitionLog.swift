@@ -122,6 +122,8 @@ public final class PartitionLog: Sendable {
         self.executor = executor
         self.logger = logger
         self.recoveryReport = report
+        var segments = segments
+        for index in segments.indices { segments[index].fileSize = segments[index].size }
         let last = segments[segments.count - 1]
         let lastAppendTime = segments.map(\.maxTimestamp).max() ?? -1
         var state = State(segments: segments, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime)
@@ -184,8 +186,11 @@ public final class PartitionLog: Sendable {
         let lastIndex = outcome.segments.count - 1
         let last = outcome.segments[lastIndex]
         do {
+            if let cut = outcome.cut {
+                try last.handle.file.truncate(to: cut)
+                outcome.segments[lastIndex].fileSize = cut
+            }
             if let cut = outcome.truncation {
-                try last.handle.file.truncate(to: cut.position)
                 logger.warning("truncated a torn tail", metadata: [
                     "file": "\(last.handle.logPath)", "position": "\(cut.position)", "droppedBytes": "\(cut.droppedBytes)",
                     "nextOffset": "\(cut.nextOffset)", "reason": "\(cut.reason)",
@@ -204,7 +209,7 @@ public final class PartitionLog: Sendable {
         if outcome.report.truncation != nil || !outcome.report.cleanShutdown {
             logger.notice("recovered after an unclean stop", metadata: [
                 "recoveryStart": "\(outcome.report.recoveryStartPosition)", "scannedBytes": "\(outcome.report.scannedBytes)",
-                "nextOffset": "\(last.nextOffset)",
+                "nextOffset": "\(last.nextOffset)", "preallocatedBytesTrimmed": "\(outcome.report.preallocatedBytesTrimmed)",
             ])
         }
     }
@@ -424,6 +429,7 @@ public final class PartitionLog: Sendable {
             precondition(state.active.durableSize == state.active.size, "a segment is fully synced before the next is created")
             return state.active
         }
+        try trimPreallocation(sealed)
         try Self.writeIndexes(sealed, fileIO: fileIO, sync: true)
         let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
         let file = try fileIO.open(path, mode: .createNew)
@@ -444,9 +450,23 @@ public final class PartitionLog: Sendable {
         logger.debug("rolled segment", metadata: ["baseOffset": "\(baseOffset)"])
     }
 
-    /// The group's batches in one write call at the end of the active segment.
+    /// Cuts the pre-written zeros after a segment's data, and syncs the new length.
+    private func trimPreallocation(_ segment: SegmentState) throws(IOError) {
+        guard segment.fileSize > segment.size else { return }
+        try segment.handle.file.truncate(to: segment.size)
+        try segment.handle.file.dataSync()
+        state.withLock { state in
+            if let index = state.segments.lastIndex(where: { $0.baseOffset == segment.baseOffset }) { state.segments[index].fileSize = segment.size }
+        }
+    }
+
+    static let zeros = [UInt8](repeating: 0, count: 1 << 20)
+
+    /// The group's batches in one write call at the end of the active segment; then, when
+    /// less than half of `preallocationBytes` of pre-written space is left ahead, zeros up to
+    /// `preallocationBytes` past the data (synced by the same fsync).
     private func write(_ group: Group) throws(IOError) {
-        let (file, position) = state.withLock { ($0.active.handle.file, $0.active.size) }
+        let (file, position, fileSize) = state.withLock { ($0.active.handle.file, $0.active.size, $0.active.fileSize) }
         var buffer: [UInt8]
         if group.appends.count == 1 {
             buffer = group.appends[0].bytes
@@ -456,7 +476,20 @@ public final class PartitionLog: Sendable {
             for append in group.appends { buffer.append(contentsOf: append.bytes) }
         }
         try file.writeAll(buffer, at: position)
+        let dataEnd = position + Int64(group.bytes)
+        var newFileSize = max(fileSize, dataEnd)
+        // Extend only when less than half a chunk of zeros is left, by a whole chunk: the
+        // file then grows once per chunk, and the fsyncs between find their pages written.
+        if configuration.preallocationBytes > 0 && fileSize - dataEnd < Int64(configuration.preallocationBytes / 2) {
+            let target = min(Int64(configuration.segmentBytes), dataEnd + Int64(configuration.preallocationBytes))
+            while newFileSize < target {
+                let count = Int(min(Int64(Self.zeros.count), target - newFileSize))
+                try file.writeAll(count == Self.zeros.count ? Self.zeros : Array(Self.zeros[..<count]), at: newFileSize)
+                newFileSize += Int64(count)
+            }
+        }
         state.withLock { state in
+            state.active.fileSize = newFileSize
             var cursor = position
             for append in group.appends {
                 state.active.recordWritten(
@@ -542,6 +575,7 @@ public final class PartitionLog: Sendable {
         if failure == nil {
             let active = segments[segments.count - 1]
             do throws(IOError) {
+                try trimPreallocation(active)
                 try Self.writeIndexes(active, fileIO: fileIO, sync: true)
                 let record = PartitionStateFile(
                     clean: true, groupWriteBytesMax: configuration.groupWriteBytesMax,

@@ -26,6 +26,8 @@ public struct RecoveryReport: Sendable, Equatable {
     public var truncation: Truncation?
     /// Base offsets of segments whose index files were missing or wrong and were rebuilt.
     public var rebuiltIndexes: [Int64]
+    /// Pre-written zeros after the last batch, trimmed (not a tear: nothing was written there).
+    public var preallocatedBytesTrimmed: Int64 = 0
 }
 
 /// Opens a partition directory and decides what its files mean (design decision 6).
@@ -38,7 +40,8 @@ public struct RecoveryReport: Sendable, Equatable {
 /// is its recovery point.
 ///
 /// Decision table (p: position of the first invalid batch; e: the end of written data,
-/// the `.log` file's size):
+/// the position after the last non-zero byte of the `.log` file, since the active segment
+/// carries pre-written zeros ahead of its data):
 ///
 /// | situation | what is found | decision |
 /// |---|---|---|
@@ -46,8 +49,9 @@ public struct RecoveryReport: Sendable, Equatable {
 /// | sealed segment | index files missing, failing their CRC, or disagreeing with the file | rebuild them by reading the segment; any invalid batch is corruption (sealed data was synced) |
 /// | any two adjacent segments | the second's base offset differs from the first's next offset | corruption: refuse |
 /// | last segment, clean shutdown | index covers the file exactly and its last batch is valid | open at that end; nothing is re-read |
-/// | last segment, clean shutdown | file longer than the index says, last batch invalid, or index unusable and a re-read finds an invalid batch | corruption: refuse (after a clean shutdown nothing can be torn) |
-/// | last segment, unclean stop | re-read from the recovery point (index coverage; the segment start when the index is unusable) reaches e | open at e; fsync the file so what was recovered is durable |
+/// | last segment, clean shutdown | file longer than the index says (a clean shutdown trims pre-written space), last batch invalid, or index unusable and a re-read finds an invalid batch | corruption: refuse (after a clean shutdown nothing can be torn) |
+/// | last segment, unclean stop | re-read from the recovery point (index coverage; the segment start when the index is unusable) reaches the file's end | open there; fsync the file so what was recovered is durable |
+/// | last segment, unclean stop | only zeros from p on (e <= p) | pre-written space: trim the file at p; not a tear |
 /// | last segment, unclean stop | invalid batch at p with e - p <= groupWriteBytesMax | torn tail: truncate at p, fsync, log segment, position, bytes and next offset (nothing from p on was acknowledged as durable) |
 /// | last segment, unclean stop | invalid batch at p with e - p > groupWriteBytesMax | corruption: refuse, naming the file and p (truncating would drop acknowledged data) |
 ///
@@ -57,8 +61,10 @@ enum PartitionRecovery {
     struct Outcome {
         var segments: [SegmentState]
         var report: RecoveryReport
-        /// The torn tail to cut (`apply` cuts it).
+        /// The torn tail, if there is one.
         var truncation: RecoveryReport.Truncation?
+        /// Where the last segment's file must end (a torn tail or pre-written zeros follow).
+        var cut: Int64?
     }
 
     /// Reads the directory and decides; changes nothing on disk. `writable` opens the last
@@ -73,6 +79,7 @@ enum PartitionRecovery {
         var report = RecoveryReport(cleanShutdown: clean, segmentCount: bases.count, recoveryStartPosition: 0, scannedBytes: 0, truncation: nil, rebuiltIndexes: [])
         var segments: [SegmentState] = []
         var truncation: RecoveryReport.Truncation?
+        var cut: Int64?
         var previousTimestamp = Int64.min
         for (index, base) in bases.enumerated() {
             let isLast = index == bases.count - 1
@@ -86,7 +93,7 @@ enum PartitionRecovery {
             } else if clean {
                 segment = try loadCleanLast(handle, fileIO: fileIO, stateFile: stateFile!, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
             } else {
-                (segment, truncation) = try loadUncleanLast(handle, fileIO: fileIO, window: window, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
+                (segment, truncation, cut) = try loadUncleanLast(handle, fileIO: fileIO, window: window, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
             }
             if isLast { segment.firstTimestamp = try firstTimestamp(of: segment) }
             previousTimestamp = max(previousTimestamp, segment.maxTimestamp)
@@ -97,7 +104,7 @@ enum PartitionRecovery {
             throw StorageError(.corruption, "\(last.handle.logPath): the clean-shutdown record says the log ends at offset \(stateFile.nextOffset), position \(stateFile.endPosition) of segment \(stateFile.lastSegmentBaseOffset), but the files end at offset \(last.nextOffset), position \(last.size)")
         }
         report.truncation = truncation
-        return Outcome(segments: segments, report: report, truncation: truncation)
+        return Outcome(segments: segments, report: report, truncation: truncation, cut: cut)
     }
 
     // MARK: Segments
@@ -203,11 +210,12 @@ enum PartitionRecovery {
     }
 
     /// The last segment after an unclean stop: re-read from the recovery point to the end;
-    /// the first invalid batch is a torn tail within the window, corruption before it.
+    /// past the last valid batch, zeros are pre-written space, non-zero bytes within the
+    /// window a torn tail, non-zero bytes reaching further back corruption.
     private static func loadUncleanLast(
         _ handle: SegmentHandle, fileIO: any FileIO, window: Int64, previousTimestamp: Int64,
         configuration: StorageConfiguration, report: inout RecoveryReport
-    ) throws(StorageError) -> (SegmentState, RecoveryReport.Truncation?) {
+    ) throws(StorageError) -> (SegmentState, RecoveryReport.Truncation?, cut: Int64?) {
         let size = try fileSize(handle)
         var segment: SegmentState
         var start = previousTimestamp
@@ -221,14 +229,26 @@ enum PartitionRecovery {
         report.recoveryStartPosition = segment.size
         let scan = try scan(&segment, from: segment.size, to: size, previousTimestamp: start, configuration: configuration)
         report.scannedBytes = size - report.recoveryStartPosition
-        guard let invalid = scan.invalid else { return (segment, nil) }
-        if size - invalid.position > window {
-            throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(invalid.position): \(invalid.reason) (\(size - invalid.position) bytes before the end of data, more than one group write of at most \(window) bytes, so it was synced)")
+        let verdict: TailVerdict
+        do {
+            verdict = try TailVerdict.classify(file: handle.file, invalidPosition: scan.invalid?.position, fileSize: size, window: window)
+        } catch {
+            throw StorageError.io(error, "reading the end of the last segment")
         }
-        let truncation = RecoveryReport.Truncation(
-            segmentBaseOffset: handle.baseOffset, position: invalid.position, droppedBytes: size - invalid.position,
-            nextOffset: segment.nextOffset, reason: invalid.reason)
-        return (segment, truncation)
+        switch verdict {
+        case .none:
+            return (segment, nil, nil)
+        case .zeros(let position):
+            report.preallocatedBytesTrimmed = size - position
+            return (segment, nil, position)
+        case .torn(let position, let writtenEnd):
+            let truncation = RecoveryReport.Truncation(
+                segmentBaseOffset: handle.baseOffset, position: position, droppedBytes: size - position,
+                nextOffset: segment.nextOffset, reason: "\(scan.invalid!.reason); \(writtenEnd - position) bytes were written after it")
+            return (segment, truncation, position)
+        case .corruption(let position, let writtenEnd):
+            throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(position): \(scan.invalid!.reason) (data was written up to byte \(writtenEnd), \(writtenEnd - position) bytes after it, more than one group write of at most \(window) bytes, so it was synced)")
+        }
     }
 
     /// Reads batches from `from` to `to`, adding each to the segment's state.

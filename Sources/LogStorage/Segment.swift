@@ -28,8 +28,10 @@ final class SegmentHandle: Sendable {
 /// describe the same batch.
 struct SegmentState {
     let handle: SegmentHandle
-    /// Bytes written to the `.log` file.
+    /// Bytes of batches written to the `.log` file.
     var size: Int64 = 0
+    /// The file's length: `size` plus the pre-written zeros after it (active segment only).
+    var fileSize: Int64 = 0
     /// Bytes covered by a completed fsync: what readers may see.
     var durableSize: Int64 = 0
     /// Offset after the last written batch.

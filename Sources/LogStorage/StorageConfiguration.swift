@@ -17,6 +17,13 @@ public struct StorageConfiguration: Sendable, Equatable {
     /// The active segment's index files (its recovery point) are rewritten after this many
     /// bytes, so recovery after a crash re-reads at most about this much.
     public var recoveryCheckpointIntervalBytes = 16 << 20
+    /// Zeros written ahead of the active segment's end, in chunks of this size (0: none;
+    /// never past `segmentBytes`).
+    /// Syncing data into space that is already written skips the inode update that growing
+    /// a file costs on every fsync (Docs/performance.md has the measurements); sealing and
+    /// clean shutdown trim what is left, and recovery finds the end of data by checksum and
+    /// by the last non-zero byte, never by file size.
+    public var preallocationBytes = 4 << 20
     /// Limits applied to every appended batch.
     public var batchLimits = BatchLimits()
 
@@ -43,5 +50,6 @@ public struct StorageConfiguration: Sendable, Equatable {
                     "queuedAppendCountMax is outside 1...\(Limits.partitionQueuedAppendCountMax)")
         try require(indexIntervalBytes >= RecordBatchHeader.size, "indexIntervalBytes is below one batch header")
         try require(recoveryCheckpointIntervalBytes >= indexIntervalBytes, "recoveryCheckpointIntervalBytes is below indexIntervalBytes")
+        try require((0...Limits.segmentBytesMax).contains(preallocationBytes), "preallocationBytes \(preallocationBytes) is outside 0...\(Limits.segmentBytesMax)")
     }
 }

@@ -10,8 +10,9 @@ import Logging
 /// Findings are faults or notes. Faults: corruption (an invalid batch where nothing can be
 /// torn), broken offset continuity, unreadable configuration, index files that disagree
 /// with the log. Notes: a torn tail that the next open will truncate (after an unclean
-/// stop, within the recorded group-write window of the end), index files that are only
-/// missing or behind (the active segment's recovery point after an unclean stop).
+/// stop, non-zero bytes within the recorded group-write window after the last valid batch),
+/// pre-written zeros after the last batch, index files that are only missing or behind
+/// (the active segment's recovery point after an unclean stop).
 public enum StoreChecker {
     public struct Finding: Sendable, Equatable, CustomStringConvertible {
         public var isFault: Bool
@@ -145,12 +146,21 @@ public enum StoreChecker {
             case .end:
                 break scan
             case .invalid(let position, let reason):
-                let torn = isLast && state?.clean != true && size - position <= window
-                let message = torn
-                    ? "torn tail of \(size - position) bytes (\(reason)); the next open truncates it, nothing there was acknowledged as durable"
-                    : "invalid batch: \(reason)" + (isLast && state?.clean != true ? " (\(size - position) bytes before the end, beyond the last group write)" : "")
-                findings.append(Finding(isFault: !torn, path: path, position: position, message: message))
-                readWhole = torn
+                let verdict = isLast && state?.clean != true
+                    ? ((try? TailVerdict.classify(file: file, invalidPosition: position, fileSize: size, window: window)) ?? .corruption(at: position, writtenEnd: size))
+                    : .corruption(at: position, writtenEnd: size)
+                switch verdict {
+                case .none:
+                    break
+                case .zeros(let from):
+                    findings.append(Finding(isFault: false, path: path, position: from, message: "\(size - from) bytes of pre-written zeros after the last batch; the next open trims them"))
+                case .torn(let from, let writtenEnd):
+                    findings.append(Finding(isFault: false, path: path, position: from, message: "torn tail of \(size - from) bytes (\(reason); written up to byte \(writtenEnd)); the next open truncates it, nothing there was acknowledged as durable"))
+                case .corruption(let at, let writtenEnd):
+                    let context = isLast && state?.clean != true ? " (data was written up to byte \(writtenEnd), beyond one group write)" : ""
+                    findings.append(Finding(isFault: true, path: path, position: at, message: "invalid batch: \(reason)\(context)"))
+                    readWhole = false
+                }
                 break scan
             case .batch(let batch):
                 batchStarts[batch.position] = (batch.header.baseOffset, batch.header.maxTimestamp)

@@ -97,6 +97,7 @@ public struct PartitionSimulation {
         configuration.queuedAppendCountMax = [4, 16, 64][Int.random(in: 0..<3, using: &random)]
         configuration.queuedBytesMax = 8192
         configuration.segmentAgeMilliseconds = [60_000, 3_600_000][Int.random(in: 0..<2, using: &random)]
+        configuration.preallocationBytes = [0, 1024, 4096, 16384][Int.random(in: 0..<4, using: &random)]
         self.configuration = configuration
     }
 
@@ -403,8 +404,12 @@ public struct PartitionSimulation {
         var candidates: [(path: String, batchStart: Int, batchEnd: Int)] = []
         for path in logPaths {
             let content = disk.content(of: path) ?? []
+            // The torn-tail window is measured from the end of written data, the position
+            // after the last non-zero byte, as recovery measures it (the file may carry
+            // pre-written zeros). Flipping a bit in a batch before that window cannot move it.
+            let writtenEnd = (content.lastIndex(where: { $0 != 0 }) ?? -1) + 1
             for (start, end) in batchSpans(content) {
-                if !clean && path == lastPath && content.count - start <= configuration.groupWriteBytesMax { continue }
+                if !clean && path == lastPath && writtenEnd - start <= configuration.groupWriteBytesMax { continue }
                 candidates.append((path, start, end))
             }
         }

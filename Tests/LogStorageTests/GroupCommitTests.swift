@@ -92,7 +92,8 @@ final class GroupCommitTests: XCTestCase {
     }
 
     func testWrittenAckComesAfterTheWriteAndNoneAckAtOnce() throws {
-        let (log, disk, executor, _) = try simulated()
+        // No pre-written space, so the group is exactly one write before the fsync.
+        let (log, disk, executor, _) = try simulated { $0.preallocationBytes = 0 }
         let none = ResultBox()
         log.append(makeBatch("n"), ackMode: .none) { none.set($0) }
         XCTAssertEqual(try XCTUnwrap(none.value).get().baseOffset, 0, "ack none completes as soon as it is queued")

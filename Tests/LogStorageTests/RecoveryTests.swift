@@ -22,8 +22,11 @@ final class RecoveryTests: XCTestCase {
         try disk.makeDirectory("/d/t")
     }
 
-    func configuration(group: Int = 4096) -> StorageConfiguration {
+    /// Without pre-written space, so the file's end is the data's end and a test can put
+    /// bytes there (the pre-written rows have their own tests below).
+    func configuration(group: Int = 4096, preallocation: Int = 0) -> StorageConfiguration {
         var configuration = smallConfiguration()
+        configuration.preallocationBytes = preallocation
         configuration.groupWriteBytesMax = group
         configuration.batchLimits = BatchLimits(batchBytesMax: min(group, 2048))
         configuration.segmentBytes = 16384
@@ -204,6 +207,58 @@ final class RecoveryTests: XCTestCase {
             XCTAssertTrue((error as? StorageError)?.message.hasPrefix("\(self.logPath()): invalid batch at byte ") ?? false, "\(error)")
         }
         XCTAssertNoThrow(try reopened.read(from: 290, maxBytes: 100), "other segments still read")
+    }
+
+    /// Where the batches of a segment's bytes end, by their lengths (a valid batch may end
+    /// in zero bytes, so the last non-zero byte is not it).
+    func dataEnd(_ content: [UInt8]) -> Int {
+        var position = 0
+        while position + RecordBatchHeader.size <= content.count {
+            let length = content[(position + 8)..<(position + 12)].reduce(0) { ($0 << 8) | Int($1) }
+            if length < Int(RecordBatchHeader.batchLengthMin) || position + 12 + length > content.count { break }
+            position += 12 + length
+        }
+        return position
+    }
+
+    func testPreWrittenZerosAfterTheDataAreTrimmedNotTorn() throws {
+        let log = try open(configuration(preallocation: 8192))
+        try fill(log, count: 20)
+        let dataEnd = Int64(self.dataEnd(disk.content(of: logPath())!))
+        XCTAssertGreaterThan(Int64(disk.content(of: logPath())!.count), dataEnd + 4096, "the writer keeps zeros ahead of the data")
+        crash(log)
+        let reopened = try open(configuration(preallocation: 8192))
+        XCTAssertNil(reopened.recoveryReport.truncation, "zeros are not a torn tail")
+        XCTAssertGreaterThan(reopened.recoveryReport.preallocatedBytesTrimmed, 0)
+        XCTAssertEqual(Int64(disk.content(of: logPath())!.count), dataEnd)
+        XCTAssertEqual(reopened.offsets.next, 20)
+    }
+
+    func testTornWriteInsidePreWrittenSpaceIsCut() throws {
+        let log = try open(configuration(preallocation: 8192))
+        try fill(log, count: 20)
+        crash(log)
+        let content = disk.content(of: logPath())!
+        let dataEnd = self.dataEnd(content)
+        let file = try disk.open(logPath(), mode: .readWrite)
+        try file.writeAll(Array(makeBatch("torn").prefix(70)), at: Int64(dataEnd))
+        let reopened = try open(configuration(preallocation: 8192))
+        let cut = try XCTUnwrap(reopened.recoveryReport.truncation)
+        XCTAssertEqual(cut.position, Int64(dataEnd))
+        XCTAssertEqual(cut.droppedBytes, Int64(content.count - dataEnd))
+        XCTAssertTrue(cut.reason.contains("70 bytes were written after it"), cut.reason)
+    }
+
+    func testCleanCloseAndRollTrimPreWrittenSpace() throws {
+        let log = try open(configuration(preallocation: 8192))
+        try fill(log, count: 200)
+        XCTAssertGreaterThan(log.statistics.segmentRollCount, 0)
+        try closeAndRun(log)
+        for path in disk.filePaths() where path.hasSuffix(".log") {
+            let content = disk.content(of: path)!
+            XCTAssertEqual(dataEnd(content), content.count, "\(path) has bytes after its last batch after a seal or clean shutdown")
+        }
+        XCTAssertTrue(try open(configuration(preallocation: 8192)).recoveryReport.cleanShutdown)
     }
 
     func closeAndRun(_ log: PartitionLog) throws {

@@ -30,6 +30,7 @@ func smallConfiguration() -> StorageConfiguration {
     configuration.batchLimits = BatchLimits(batchBytesMax: 2048)
     configuration.queuedBytesMax = 64 << 10
     configuration.queuedAppendCountMax = 256
+    configuration.preallocationBytes = 2048
     return configuration
 }
 
