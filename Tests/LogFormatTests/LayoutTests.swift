@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import LogFormat
 
@@ -93,5 +94,20 @@ final class IndexFileTests: XCTestCase {
     func testLimitRelationsHold() {
         Limits.check()
         XCTAssertLessThanOrEqual(Limits.batchBytesMax, Limits.groupWriteBytesMax)
+    }
+}
+
+final class LimitsDocumentationTests: XCTestCase {
+    /// Docs/limits.md must name every limit of Limits.swift, so the page cannot fall behind.
+    func testEveryLimitIsDocumented() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let source = try String(contentsOf: root.appendingPathComponent("Sources/LogFormat/Limits.swift"), encoding: .utf8)
+        let page = try String(contentsOf: root.appendingPathComponent("Docs/limits.md"), encoding: .utf8)
+        let names = source.split(separator: "\n").compactMap { line -> String? in
+            guard let range = line.range(of: "public static let ") else { return nil }
+            return String(line[range.upperBound...].prefix { $0.isLetter || $0.isNumber })
+        }
+        XCTAssertGreaterThan(names.count, 10)
+        for name in names { XCTAssertTrue(page.contains("`\(name)`"), "Docs/limits.md does not document \(name)") }
     }
 }
