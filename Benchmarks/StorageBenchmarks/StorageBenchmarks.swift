@@ -48,6 +48,8 @@ func batchOfSize(_ size: Int) -> [UInt8] {
     }
 }
 
+let oneMebibyteOfZeros = [UInt8](repeating: 0, count: 1 << 20)
+
 let benchmarkDirectory: String = {
     let base = ProcessInfo.processInfo.environment["LODESTONE_BENCH_DIR"] ?? FileManager.default.currentDirectoryPath + "/.build/benchmark-data"
     let path = base + "/run-\(getpid())"
@@ -62,6 +64,38 @@ let quiet: Logger = {
     return logger
 }()
 
+/// The physical reference: one pwrite of an event and one fdatasync, repeated, at the end
+/// of what the loop wrote so far; in a new file, or in one pre-written with zeros (then the
+/// position wraps before the zeros run out).
+final class PlainLoop: @unchecked Sendable {
+    let file: any StorageFile
+    let prewrittenBytes: Int64
+    private var position: Int64 = 0
+
+    init(name: String, prewrittenBytes: Int64) throws {
+        file = try PosixFileIO().open(benchmarkDirectory + "/" + name, mode: .createNew)
+        self.prewrittenBytes = prewrittenBytes
+        var written: Int64 = 0
+        while written < prewrittenBytes {
+            try file.writeAll(oneMebibyteOfZeros, at: written)
+            written += Int64(oneMebibyteOfZeros.count)
+        }
+        try file.dataSync()
+    }
+
+    /// Runs the loop `count` times; returns the elapsed nanoseconds.
+    func run(_ event: [UInt8], count: Int) throws -> UInt64 {
+        if prewrittenBytes > 0 && position + Int64(count * event.count) > prewrittenBytes { position = 0 }
+        let started = MonotonicClock.nanoseconds()
+        for _ in 0..<count {
+            try file.writeAll(event, at: position)
+            try file.dataSync()
+            position += Int64(event.count)
+        }
+        return MonotonicClock.nanoseconds() - started
+    }
+}
+
 /// One partition per benchmark, opened at first use and kept for every iteration.
 final class PartitionHolder: Sendable {
     let name: String
@@ -71,8 +105,7 @@ final class PartitionHolder: Sendable {
     init(name: String) {
         self.name = name
         log = try! PartitionLog.open(
-            directory: benchmarkDirectory + "/" + name, topic: name, partition: 0, fileIO: PosixFileIO(),
-            configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pool, logger: quiet)
+            directory: benchmarkDirectory + "/" + name, topic: name, partition: 0, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pool, logger: quiet))
     }
 }
 
@@ -144,45 +177,18 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: The disk: plain write + fdatasync loops of 200-byte appends
 
     let event = batchOfSize(200)
-    let loopCount = 500
-    let plainFile = Mutex<(file: (any StorageFile)?, position: Int64)>((nil, 0))
-    Benchmark("Disk: 200 B write+fdatasync loop, new file", configuration: .init(metrics: [eventsPerSecond, megabytesPerSecond], maxIterations: 40)) { benchmark in
-        let (file, start) = try plainFile.withLock { state in
-            if state.file == nil { state.file = try PosixFileIO().open(benchmarkDirectory + "/plain-new.log", mode: .createNew) }
-            return (state.file!, state.position)
-        }
-        let started = MonotonicClock.nanoseconds()
-        for index in 0..<loopCount {
-            try file.writeAll(event, at: start + Int64(index * event.count))
-            try file.dataSync()
-        }
-        let elapsed = MonotonicClock.nanoseconds() - started
-        plainFile.withLock { $0.position = start + Int64(loopCount * event.count) }
-        benchmark.measurement(eventsPerSecond, Int(rate(Double(loopCount), elapsed)))
-        benchmark.measurement(megabytesPerSecond, Int(rate(Double(loopCount * event.count), elapsed) / 1e6))
-    }
-
-    let prewritten = Mutex<(file: (any StorageFile)?, position: Int64)>((nil, 0))
-    Benchmark("Disk: 200 B write+fdatasync loop, pre-written file", configuration: .init(metrics: [eventsPerSecond, megabytesPerSecond], maxIterations: 40)) { benchmark in
-        let (file, start) = try prewritten.withLock { state in
-            if state.file == nil {
-                let file = try PosixFileIO().open(benchmarkDirectory + "/plain-prewritten.log", mode: .createNew)
-                let zeros = [UInt8](repeating: 0, count: 1 << 20)
-                for index in 0..<64 { try file.writeAll(zeros, at: Int64(index << 20)) }
-                try file.dataSync()
-                state.file = file
+    for prewritten in [false, true] {
+        let loop = Mutex<PlainLoop?>(nil)
+        Benchmark("Disk: 200 B write+fdatasync loop, \(prewritten ? "pre-written" : "new") file", configuration: .init(metrics: [eventsPerSecond, megabytesPerSecond], maxIterations: 40)) { benchmark in
+            let current = try loop.withLock { loop in
+                if loop == nil { loop = try PlainLoop(name: prewritten ? "plain-prewritten.log" : "plain-new.log", prewrittenBytes: prewritten ? 64 << 20 : 0) }
+                return loop!
             }
-            return (state.file!, state.position)
+            let count = 500
+            let elapsed = try current.run(event, count: count)
+            benchmark.measurement(eventsPerSecond, Int(rate(Double(count), elapsed)))
+            benchmark.measurement(megabytesPerSecond, Int(rate(Double(count * event.count), elapsed) / 1e6))
         }
-        let started = MonotonicClock.nanoseconds()
-        for index in 0..<loopCount {
-            try file.writeAll(event, at: start + Int64(index * event.count))
-            try file.dataSync()
-        }
-        let elapsed = MonotonicClock.nanoseconds() - started
-        prewritten.withLock { $0.position = (start + Int64(loopCount * event.count)) % (60 << 20) }
-        benchmark.measurement(eventsPerSecond, Int(rate(Double(loopCount), elapsed)))
-        benchmark.measurement(megabytesPerSecond, Int(rate(Double(loopCount * event.count), elapsed) / 1e6))
     }
 
     // MARK: Group commit: closed-loop appenders, each awaiting its durable ack

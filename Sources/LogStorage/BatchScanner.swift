@@ -88,6 +88,22 @@ struct BatchScanner {
         return .batch(batch)
     }
 
+    /// For readers: the next batch, nil at the end; an invalid batch is a corruption error
+    /// naming the file and byte (a reader's range holds only synced data, where nothing can
+    /// be torn), so damaged bytes are never returned as data.
+    mutating func nextForReader(path: String, context: @autoclosure () -> String) throws(StorageError) -> Batch? {
+        let step: Step
+        do { step = try next() } catch { throw StorageError.io(error, "reading \(path)") }
+        switch step {
+        case .end:
+            return nil
+        case .invalid(let position, let reason):
+            throw StorageError(.corruption, "\(path): invalid batch at byte \(position): \(reason) (\(context()))")
+        case .batch(let batch):
+            return batch
+        }
+    }
+
     /// The bytes of a batch that `next` just returned (a copy).
     func bytes(of batch: Batch) -> [UInt8] {
         let start = Int(batch.position - chunkStart)

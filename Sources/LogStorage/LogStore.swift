@@ -24,11 +24,7 @@ public final class LogStore: Sendable {
     }
 
     public let directory: String
-    let fileIO: any FileIO
-    let configuration: StorageConfiguration
-    let clock: any WallClock
-    let executor: any BlockingExecutor
-    let logger: Logger
+    let environment: StorageEnvironment
     private let lock: any DirectoryLock
     private let topics: Mutex<[String: Topic]>
     /// Serializes topic creation (it does file I/O, so it is not done under `topics`).
@@ -38,16 +34,11 @@ public final class LogStore: Sendable {
     static let metaMagic: UInt32 = 0x4C44_5354  // "LDST"
     static let formatVersion: UInt16 = 1
 
-    private init(
-        directory: String, fileIO: any FileIO, configuration: StorageConfiguration, clock: any WallClock,
-        executor: any BlockingExecutor, logger: Logger, lock: any DirectoryLock, topics: [String: Topic]
-    ) {
+    var fileIO: any FileIO { environment.fileIO }
+
+    private init(directory: String, environment: StorageEnvironment, lock: any DirectoryLock, topics: [String: Topic]) {
         self.directory = directory
-        self.fileIO = fileIO
-        self.configuration = configuration
-        self.clock = clock
-        self.executor = executor
-        self.logger = logger
+        self.environment = environment
         self.lock = lock
         self.topics = Mutex(topics)
     }
@@ -56,12 +47,10 @@ public final class LogStore: Sendable {
 
     /// Opens the store in `directory` (creating it when missing), taking its lock and
     /// opening and recovering every partition of every topic.
-    public static func open(
-        directory: String, fileIO: any FileIO, configuration: StorageConfiguration, clock: any WallClock,
-        executor: any BlockingExecutor, logger: Logger
-    ) throws(StorageError) -> LogStore {
+    public static func open(directory: String, environment: StorageEnvironment) throws(StorageError) -> LogStore {
         Limits.check()
-        try configuration.check()
+        try environment.configuration.check()
+        let fileIO = environment.fileIO
         let lock = try prepare(directory: directory, fileIO: fileIO)
         do {
             var topics: [String: Topic] = [:]
@@ -72,13 +61,11 @@ public final class LogStore: Sendable {
                 for index in 0..<topicConfiguration.partitionCount {
                     partitions.append(try PartitionLog.open(
                         directory: joinPath(topicDirectory, String(index)), topic: topicConfiguration.name, partition: index,
-                        fileIO: fileIO, configuration: configuration, clock: clock, executor: executor, logger: logger))
+                        environment: environment))
                 }
                 topics[topicConfiguration.name] = Topic(configuration: topicConfiguration, partitions: partitions)
             }
-            return LogStore(
-                directory: directory, fileIO: fileIO, configuration: configuration, clock: clock, executor: executor,
-                logger: logger, lock: lock, topics: topics)
+            return LogStore(directory: directory, environment: environment, lock: lock, topics: topics)
         } catch {
             lock.release()
             throw error
@@ -181,17 +168,15 @@ public final class LogStore: Sendable {
             if partitionTotal + partitionCount > Limits.storePartitionCountMax {
                 throw StorageError(.limitReached, "\(partitionCount) more partitions would exceed the store's limit of \(Limits.storePartitionCountMax)")
             }
-            let configuration = TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: clock.nowMilliseconds())
+            let configuration = TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: environment.clock.nowMilliseconds())
             let final = joinPath(topicsDirectory, TopicName.directoryName(for: name))
             try build(configuration, at: final)
             var partitions: [PartitionLog] = []
             for index in 0..<partitionCount {
-                partitions.append(try PartitionLog.open(
-                    directory: joinPath(final, String(index)), topic: name, partition: index, fileIO: fileIO,
-                    configuration: self.configuration, clock: clock, executor: executor, logger: logger))
+                partitions.append(try PartitionLog.open(directory: joinPath(final, String(index)), topic: name, partition: index, environment: environment))
             }
             topics.withLock { $0[name] = Topic(configuration: configuration, partitions: partitions) }
-            logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitionCount)", "kind": "\(kind.rawValue)"])
+            environment.logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitionCount)", "kind": "\(kind.rawValue)"])
             return configuration
         }
     }

@@ -69,12 +69,14 @@ public final class PartitionLog: Sendable {
     public let partition: Int
     public let directory: String
     public let recoveryReport: RecoveryReport
-    let fileIO: any FileIO
-    let configuration: StorageConfiguration
-    let clock: any WallClock
-    let executor: any BlockingExecutor
-    let logger: Logger
+    let environment: StorageEnvironment
     private let state: Mutex<State>
+
+    var fileIO: any FileIO { environment.fileIO }
+    var configuration: StorageConfiguration { environment.configuration }
+    var clock: any WallClock { environment.clock }
+    var executor: any BlockingExecutor { environment.executor }
+    var logger: Logger { environment.logger }
 
     typealias Completion = @Sendable (Result<AppendResult, StorageError>) -> Void
 
@@ -109,18 +111,11 @@ public final class PartitionLog: Sendable {
         var startOffset: Int64 { segments[0].baseOffset }
     }
 
-    private init(
-        topic: String, partition: Int, directory: String, fileIO: any FileIO, configuration: StorageConfiguration,
-        clock: any WallClock, executor: any BlockingExecutor, logger: Logger, segments: [SegmentState], report: RecoveryReport
-    ) {
+    private init(topic: String, partition: Int, directory: String, environment: StorageEnvironment, segments: [SegmentState], report: RecoveryReport) {
         self.topic = topic
         self.partition = partition
         self.directory = directory
-        self.fileIO = fileIO
-        self.configuration = configuration
-        self.clock = clock
-        self.executor = executor
-        self.logger = logger
+        self.environment = environment
         self.recoveryReport = report
         var segments = segments
         for index in segments.indices { segments[index].fileSize = segments[index].size }
@@ -137,14 +132,12 @@ public final class PartitionLog: Sendable {
 
     /// Opens (creating when empty) the partition in `directory`, recovering it as
     /// `PartitionRecovery` decides, and records it as open before any append is taken.
-    public static func open(
-        directory: String, topic: String, partition: Int, fileIO: any FileIO, configuration: StorageConfiguration,
-        clock: any WallClock, executor: any BlockingExecutor, logger: Logger
-    ) throws(StorageError) -> PartitionLog {
+    public static func open(directory: String, topic: String, partition: Int, environment: StorageEnvironment) throws(StorageError) -> PartitionLog {
+        var environment = environment
+        environment.logger[metadataKey: "topic"] = "\(topic)"
+        environment.logger[metadataKey: "partition"] = "\(partition)"
+        let (fileIO, configuration, logger) = (environment.fileIO, environment.configuration, environment.logger)
         try configuration.check()
-        var logger = logger
-        logger[metadataKey: "topic"] = "\(topic)"
-        logger[metadataKey: "partition"] = "\(partition)"
         do { try fileIO.makeDirectory(directory) } catch { throw StorageError.io(error, "creating partition directory") }
         try removeLeftovers(directory: directory, fileIO: fileIO)
         var outcome = try PartitionRecovery.analyze(directory: directory, fileIO: fileIO, configuration: configuration, writable: true, logger: logger)
@@ -158,9 +151,7 @@ public final class PartitionLog: Sendable {
         } catch {
             throw StorageError.io(error, "recording the partition as open")
         }
-        return PartitionLog(
-            topic: topic, partition: partition, directory: directory, fileIO: fileIO, configuration: configuration,
-            clock: clock, executor: executor, logger: logger, segments: outcome.segments, report: outcome.report)
+        return PartitionLog(topic: topic, partition: partition, directory: directory, environment: environment, segments: outcome.segments, report: outcome.report)
     }
 
     /// Temporary files of interrupted atomic writes, and index files without a log.
@@ -646,21 +637,12 @@ public final class PartitionLog: Sendable {
         let chunkBytes = min(maxBytes, 1 << 20) + configuration.indexIntervalBytes
         parts: for part in plan.parts {
             var scanner = BatchScanner(file: part.handle.file, from: part.start, offset: part.startOffset, endPosition: part.limit, chunkBytes: chunkBytes)
-            while true {
-                let step: BatchScanner.Step
-                do { step = try scanner.next() } catch { throw StorageError.io(error, "reading \(part.handle.logPath)") }
-                switch step {
-                case .end:
-                    continue parts
-                case .invalid(let position, let reason):
-                    throw StorageError(.corruption, "\(part.handle.logPath): invalid batch at byte \(position): \(reason) (reading from offset \(offset))")
-                case .batch(let batch):
-                    if batch.header.lastOffset < offset { continue }
-                    if count > 0 && output.count + batch.size > maxBytes { break parts }
-                    scanner.appendBytes(of: batch, to: &output)
-                    count += 1
-                    nextOffset = batch.header.nextOffset
-                }
+            while let batch = try scanner.nextForReader(path: part.handle.logPath, context: "reading from offset \(offset)") {
+                if batch.header.lastOffset < offset { continue }
+                if count > 0 && output.count + batch.size > maxBytes { break parts }
+                scanner.appendBytes(of: batch, to: &output)
+                count += 1
+                nextOffset = batch.header.nextOffset
             }
         }
         return ReadResult(bytes: output, batchCount: count, nextOffset: nextOffset, durableEndOffset: plan.durableEnd)
@@ -677,17 +659,9 @@ public final class PartitionLog: Sendable {
         }
         guard let (handle, start, startOffset, limit) = found else { return nil }
         var scanner = BatchScanner(file: handle.file, from: start, offset: startOffset, endPosition: limit, chunkBytes: 64 << 10)
-        while true {
-            let step: BatchScanner.Step
-            do { step = try scanner.next() } catch { throw StorageError.io(error, "reading \(handle.logPath)") }
-            switch step {
-            case .end:
-                return nil
-            case .invalid(let position, let reason):
-                throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(position): \(reason)")
-            case .batch(let batch):
-                if batch.header.maxTimestamp >= time { return batch.header.baseOffset }
-            }
+        while let batch = try scanner.nextForReader(path: handle.logPath, context: "looking up append time \(time)") {
+            if batch.header.maxTimestamp >= time { return batch.header.baseOffset }
         }
+        return nil
     }
 }

@@ -358,8 +358,7 @@ public struct PartitionSimulation {
         let opened: PartitionLog
         do {
             opened = try PartitionLog.open(
-                directory: Self.directory, topic: "topic", partition: 0, fileIO: disk, configuration: configuration,
-                clock: clock, executor: executor, logger: Self.logger)
+                directory: Self.directory, topic: "topic", partition: 0, environment: StorageEnvironment(fileIO: disk, configuration: configuration, clock: clock, executor: executor, logger: Self.logger))
         } catch {
             throw SimulationError("reopen failed: \(error)")
         }
@@ -431,8 +430,7 @@ public struct PartitionSimulation {
         try require(hit, "check did not report the flipped batch at \(target.path) byte \(target.batchStart) as a fault; it found: \(findings)")
         do {
             let opened = try PartitionLog.open(
-                directory: Self.directory, topic: "topic", partition: 0, fileIO: disk, configuration: configuration,
-                clock: clock, executor: executor, logger: Self.logger)
+                directory: Self.directory, topic: "topic", partition: 0, environment: StorageEnvironment(fileIO: disk, configuration: configuration, clock: clock, executor: executor, logger: Self.logger))
             var reported = false
             do {
                 _ = try readWholeLog(opened)

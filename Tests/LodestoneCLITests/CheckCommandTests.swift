@@ -43,7 +43,7 @@ final class CheckCommandTests: XCTestCase {
         logger.logLevel = .critical
         let pool = IOThreadPool(threadCount: 1)
         defer { pool.shutdown() }
-        let store = try LogStore.open(directory: directory, fileIO: PosixFileIO(), configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pool, logger: logger)
+        let store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pool, logger: logger))
         try store.createTopic(name: "cli", partitionCount: 1, kind: .raw)
         for index in 0..<20 {
             let batch = RecordBatch.make(values: [(Array("k".utf8), Array("value \(index)".utf8))], timestamp: 0).encoded()

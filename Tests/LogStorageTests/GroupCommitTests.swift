@@ -16,8 +16,7 @@ final class GroupCommitTests: XCTestCase {
         var configuration = StorageConfiguration()
         configuration.segmentBytes = 1 << 20
         let log = try PartitionLog.open(
-            directory: directory + "/p", topic: "t", partition: 0, fileIO: PosixFileIO(), configuration: configuration,
-            clock: SystemWallClock(), executor: pool, logger: quietLogger)
+            directory: directory + "/p", topic: "t", partition: 0, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: configuration, clock: SystemWallClock(), executor: pool, logger: quietLogger))
         let ackOrder = AckRecorder()
         let appenderCount = 64
         let perAppender = 40
@@ -68,8 +67,7 @@ final class GroupCommitTests: XCTestCase {
         var configuration = smallConfiguration()
         configure(&configuration)
         let log = try PartitionLog.open(
-            directory: "/d/p", topic: "t", partition: 0, fileIO: disk, configuration: configuration,
-            clock: clock, executor: executor, logger: quietLogger)
+            directory: "/d/p", topic: "t", partition: 0, environment: StorageEnvironment(fileIO: disk, configuration: configuration, clock: clock, executor: executor, logger: quietLogger))
         return (log, disk, executor, clock)
     }
 
@@ -168,8 +166,7 @@ final class GroupCommitTests: XCTestCase {
         disk.crash(.powerLoss)
         executor.dropAll()
         let reopened = try PartitionLog.open(
-            directory: "/d/p", topic: "t", partition: 0, fileIO: disk, configuration: smallConfiguration(),
-            clock: clock, executor: executor, logger: quietLogger)
+            directory: "/d/p", topic: "t", partition: 0, environment: StorageEnvironment(fileIO: disk, configuration: smallConfiguration(), clock: clock, executor: executor, logger: quietLogger))
         XCTAssertEqual(reopened.offsets.next, last.lastOffset + 1)
     }
 }

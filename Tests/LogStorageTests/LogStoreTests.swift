@@ -8,8 +8,7 @@ import XCTest
 final class LogStoreTests: XCTestCase {
     func openStore(_ directory: String, pool: IOThreadPool) throws -> LogStore {
         try LogStore.open(
-            directory: directory, fileIO: PosixFileIO(), configuration: smallConfiguration(), clock: SystemWallClock(),
-            executor: pool, logger: quietLogger)
+            directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: smallConfiguration(), clock: SystemWallClock(), executor: pool, logger: quietLogger))
     }
 
     func testTopicsPersistAndKeysRouteByMurmur2() async throws {
@@ -78,7 +77,7 @@ final class LogStoreTests: XCTestCase {
         let executor = ManualExecutor()
         let clock = SimulatedClock()
         func open() throws -> LogStore {
-            try LogStore.open(directory: "/data", fileIO: disk, configuration: smallConfiguration(), clock: clock, executor: executor, logger: quietLogger)
+            try LogStore.open(directory: "/data", environment: StorageEnvironment(fileIO: disk, configuration: smallConfiguration(), clock: clock, executor: executor, logger: quietLogger))
         }
         var store = try open()
         disk.inject(.freeze(afterOperations: 6))
@@ -114,8 +113,7 @@ final class StoreCheckerTests: XCTestCase {
         let pool = IOThreadPool(threadCount: 1)
         defer { pool.shutdown() }
         let store = try LogStore.open(
-            directory: directory, fileIO: PosixFileIO(), configuration: smallConfiguration(), clock: SystemWallClock(),
-            executor: pool, logger: quietLogger)
+            directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: smallConfiguration(), clock: SystemWallClock(), executor: pool, logger: quietLogger))
         try store.createTopic(name: "events", partitionCount: 2, kind: .raw)
         for index in 0..<events {
             _ = try await store.partition(topic: "events", index: index % 2).append(makeBatch("event \(index)"))

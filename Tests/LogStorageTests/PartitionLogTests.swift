@@ -8,8 +8,7 @@ import XCTest
 final class PartitionLogTests: XCTestCase {
     func openReal(_ directory: String, configuration: StorageConfiguration = smallConfiguration(), pool: IOThreadPool) throws -> PartitionLog {
         try PartitionLog.open(
-            directory: directory + "/p0", topic: "t", partition: 0, fileIO: PosixFileIO(), configuration: configuration,
-            clock: SystemWallClock(), executor: pool, logger: quietLogger)
+            directory: directory + "/p0", topic: "t", partition: 0, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: configuration, clock: SystemWallClock(), executor: pool, logger: quietLogger))
     }
 
     func testDurableAppendsGetDenseOffsetsAndReadBack() async throws {
@@ -63,8 +62,7 @@ final class PartitionLogTests: XCTestCase {
         let clock = SimulatedClock(milliseconds: 5000)
         let executor = ManualExecutor()
         let log = try PartitionLog.open(
-            directory: directory + "/p", topic: "t", partition: 0, fileIO: PosixFileIO(), configuration: smallConfiguration(),
-            clock: clock, executor: executor, logger: quietLogger)
+            directory: directory + "/p", topic: "t", partition: 0, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: smallConfiguration(), clock: clock, executor: executor, logger: quietLogger))
         let first = try appendAndRun(log, executor, makeBatch("a", timestamp: 1))
         XCTAssertEqual(first.appendTime, 5000)
         clock.set(4000)

@@ -36,8 +36,7 @@ final class RecoveryTests: XCTestCase {
 
     func open(_ configuration: StorageConfiguration? = nil) throws -> PartitionLog {
         try PartitionLog.open(
-            directory: directory, topic: "t", partition: 0, fileIO: disk, configuration: configuration ?? self.configuration(),
-            clock: clock, executor: executor, logger: messages.logger)
+            directory: directory, topic: "t", partition: 0, environment: StorageEnvironment(fileIO: disk, configuration: configuration ?? self.configuration(), clock: clock, executor: executor, logger: messages.logger))
     }
 
     /// Appends `count` one-record batches of about 120 bytes, each durably.

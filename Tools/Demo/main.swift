@@ -24,8 +24,7 @@ struct DemoCommand: AsyncParsableCommand {
         let pool = IOThreadPool(threadCount: 2)
         defer { pool.shutdown() }
         let store = try LogStore.open(
-            directory: data, fileIO: PosixFileIO(), configuration: StorageConfiguration(), clock: SystemWallClock(),
-            executor: pool, logger: logger)
+            directory: data, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pool, logger: logger))
         let topicName = "demo/flips"
         let topic = try store.topic(topicName)?.configuration ?? store.createTopic(name: topicName, partitionCount: 3, kind: .raw)
         let states = ["node-a", "node-b", "node-c"]
