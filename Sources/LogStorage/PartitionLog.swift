@@ -144,7 +144,7 @@ public final class PartitionLog: Sendable {
         if outcome.segments.isEmpty {
             outcome.segments = [try createSegment(directory: directory, baseOffset: 0, fileIO: fileIO)]
         }
-        try applyRecovery(&outcome, directory: directory, fileIO: fileIO, configuration: configuration, logger: logger)
+        try applyRecovery(outcome, fileIO: fileIO, logger: logger)
         let state = PartitionStateFile(clean: false, groupWriteBytesMax: configuration.groupWriteBytesMax)
         do {
             try fileIO.writeFileAtomically(joinPath(directory, PartitionStateFile.name), state.encoded())
@@ -168,18 +168,13 @@ public final class PartitionLog: Sendable {
         }
     }
 
-    /// Cuts a torn tail, makes what was recovered durable, and rewrites index files that
-    /// were rebuilt.
-    private static func applyRecovery(
-        _ outcome: inout PartitionRecovery.Outcome, directory: String, fileIO: any FileIO,
-        configuration: StorageConfiguration, logger: Logger
-    ) throws(StorageError) {
-        let lastIndex = outcome.segments.count - 1
-        let last = outcome.segments[lastIndex]
+    /// Cuts a torn tail or pre-written zeros, makes what was recovered durable, and
+    /// rewrites index files that were rebuilt.
+    private static func applyRecovery(_ outcome: PartitionRecovery.Outcome, fileIO: any FileIO, logger: Logger) throws(StorageError) {
+        let last = outcome.segments[outcome.segments.count - 1]
         do {
             if let cut = outcome.cut {
                 try last.handle.file.truncate(to: cut)
-                outcome.segments[lastIndex].fileSize = cut
             }
             if let cut = outcome.truncation {
                 logger.warning("truncated a torn tail", metadata: [
