@@ -148,12 +148,12 @@ public enum ByteWriter {
     }
 }
 
-/// `withUnsafeBytes` for a body that throws `FormatError` (the standard library's
+/// `withUnsafeBytes` for a body with a typed error (the standard library's
 /// `Array.withUnsafeBytes` rethrows untyped errors).
 @inlinable
-func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(FormatError) -> R) throws(FormatError) -> R {
+func withBytes<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
     let result = bytes.withUnsafeBytes { raw in
-        Result { () throws(FormatError) -> R in try body(raw) }
+        Result { () throws(E) -> R in try body(raw) }
     }
     return try result.get()
 }
