@@ -1,48 +1,46 @@
 /// Reads big-endian integers and Kafka varints from a byte buffer, front to back,
 /// checking bounds before every read. Reading consumes (`position` moves); `get`
 /// functions elsewhere read at an index without moving, as in SwiftNIO.
-@usableFromInline
-struct ByteCursor {
+public struct ByteCursor {
     @usableFromInline let bytes: UnsafeRawBufferPointer
-    @usableFromInline var position: Int
+    public var position: Int
     /// What is being read, for error messages ("record 3", "batch header"): a name and an
     /// optional index, joined only when an error message is built.
     @usableFromInline let contextName: StaticString
     @usableFromInline let contextIndex: Int?
 
     @inlinable
-    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, context: StaticString, index: Int? = nil) {
+    public init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, context: StaticString, index: Int? = nil) {
         self.bytes = bytes
         self.position = position
         self.contextName = context
         self.contextIndex = index
     }
 
-    @usableFromInline
-    func context() -> String {
+    public func context() -> String {
         contextIndex.map { "\(contextName) \($0)" } ?? "\(contextName)"
     }
 
-    @inlinable var remaining: Int { bytes.count - position }
+    @inlinable public var remaining: Int { bytes.count - position }
 
     /// Field names are autoclosures: they are built only for an error message, never on
     /// the path of valid data.
     @inlinable
-    func require(_ count: Int, _ field: @autoclosure () -> String) throws(FormatError) {
+    public func require(_ count: Int, _ field: @autoclosure () -> String) throws(FormatError) {
         if count < 0 || count > remaining {
             throw FormatError(.truncated, "\(context()): \(field()) needs \(count) bytes at position \(position), \(remaining) remain")
         }
     }
 
     @inlinable
-    mutating func readUInt8(_ field: @autoclosure () -> String) throws(FormatError) -> UInt8 {
+    public mutating func readUInt8(_ field: @autoclosure () -> String) throws(FormatError) -> UInt8 {
         try require(1, field())
         defer { position += 1 }
         return bytes[position]
     }
 
     @inlinable
-    mutating func readInteger<T: FixedWidthInteger>(_: T.Type, _ field: @autoclosure () -> String) throws(FormatError) -> T {
+    public mutating func readInteger<T: FixedWidthInteger>(_: T.Type, _ field: @autoclosure () -> String) throws(FormatError) -> T {
         let size = MemoryLayout<T>.size
         try require(size, field())
         defer { position += size }
@@ -51,7 +49,7 @@ struct ByteCursor {
 
     /// Reads `count` bytes without copying.
     @inlinable
-    mutating func readSlice(_ count: Int, _ field: @autoclosure () -> String) throws(FormatError) -> UnsafeRawBufferPointer {
+    public mutating func readSlice(_ count: Int, _ field: @autoclosure () -> String) throws(FormatError) -> UnsafeRawBufferPointer {
         try require(count, field())
         defer { position += count }
         return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
@@ -59,7 +57,7 @@ struct ByteCursor {
 
     /// An unsigned LEB128 varint of at most 5 bytes (32 bits).
     @inlinable
-    mutating func readUnsignedVarint(_ field: @autoclosure () -> String) throws(FormatError) -> UInt32 {
+    public mutating func readUnsignedVarint(_ field: @autoclosure () -> String) throws(FormatError) -> UInt32 {
         var result: UInt32 = 0
         var shift: UInt32 = 0
         while true {
@@ -75,7 +73,7 @@ struct ByteCursor {
 
     /// An unsigned LEB128 varint of at most 10 bytes (64 bits).
     @inlinable
-    mutating func readUnsignedVarlong(_ field: @autoclosure () -> String) throws(FormatError) -> UInt64 {
+    public mutating func readUnsignedVarlong(_ field: @autoclosure () -> String) throws(FormatError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -91,14 +89,14 @@ struct ByteCursor {
 
     /// A zigzag-encoded signed varint (Kafka's `varint`).
     @inlinable
-    mutating func readVarint(_ field: @autoclosure () -> String) throws(FormatError) -> Int32 {
+    public mutating func readVarint(_ field: @autoclosure () -> String) throws(FormatError) -> Int32 {
         let raw = try readUnsignedVarint(field())
         return Int32(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
     /// A zigzag-encoded signed varlong (Kafka's `varlong`).
     @inlinable
-    mutating func readVarlong(_ field: @autoclosure () -> String) throws(FormatError) -> Int64 {
+    public mutating func readVarlong(_ field: @autoclosure () -> String) throws(FormatError) -> Int64 {
         let raw = try readUnsignedVarlong(field())
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }

@@ -51,6 +51,22 @@ public enum Limits {
     /// Most segments in one partition.
     public static let partitionSegmentCountMax = 1 << 20
 
+    /// Most named producers the registry keeps (design decision 8). Anonymous producers
+    /// take only an id.
+    public static let producerNamesMax = 100_000
+    /// Longest producer name, in bytes.
+    public static let producerNameBytesMax = 256
+    /// Most producers whose sequence state one partition tracks (idle ones expire).
+    public static let partitionProducersTrackedMax = 10_000
+    /// Most resources whose `(epoch, seq)` one flip partition tracks; a record of a new
+    /// resource past it is refused, and no resource is ever forgotten to make room.
+    public static let partitionResourcesTrackedMax = 1_000_000
+    /// Batches of one producer that one partition remembers for answering retries
+    /// (Kafka's idempotent producer window).
+    public static let producerBatchWindow = 5
+    /// Largest replay-protection snapshot read back.
+    public static let snapshotBytesMax = 512 << 20
+
     /// Checks the relations between the limits. A broken relation is a programming error.
     public static func check() {
         precondition(batchBytesMax <= groupWriteBytesMax, "a batch must fit in one group write")

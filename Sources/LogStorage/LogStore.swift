@@ -25,6 +25,8 @@ public final class LogStore: Sendable {
 
     public let directory: String
     let environment: StorageEnvironment
+    /// The store's producer identities (design decision 8).
+    public let producers: ProducerRegistry
     private let lock: any DirectoryLock
     private let topics: Mutex<[String: Topic]>
     /// Serializes topic creation (it does file I/O, so it is not done under `topics`).
@@ -36,9 +38,10 @@ public final class LogStore: Sendable {
 
     var fileIO: any FileIO { environment.fileIO }
 
-    private init(directory: String, environment: StorageEnvironment, lock: any DirectoryLock, topics: [String: Topic]) {
+    private init(directory: String, environment: StorageEnvironment, producers: ProducerRegistry, lock: any DirectoryLock, topics: [String: Topic]) {
         self.directory = directory
         self.environment = environment
+        self.producers = producers
         self.lock = lock
         self.topics = Mutex(topics)
     }
@@ -53,6 +56,7 @@ public final class LogStore: Sendable {
         let fileIO = environment.fileIO
         let lock = try prepare(directory: directory, fileIO: fileIO)
         do {
+            let producers = try ProducerRegistry.open(directory: directory, fileIO: fileIO, logger: environment.logger)
             var topics: [String: Topic] = [:]
             for name in try topicDirectoryNames(joinPath(directory, "topics"), fileIO: fileIO) {
                 let topicDirectory = joinPath(directory, "topics", name)
@@ -60,12 +64,12 @@ public final class LogStore: Sendable {
                 var partitions: [PartitionLog] = []
                 for index in 0..<topicConfiguration.partitionCount {
                     partitions.append(try PartitionLog.open(
-                        directory: joinPath(topicDirectory, String(index)), topic: topicConfiguration.name, partition: index,
-                        environment: environment))
+                        directory: joinPath(topicDirectory, String(index)), topic: topicConfiguration, partition: index,
+                        environment: environment, registry: producers))
                 }
                 topics[topicConfiguration.name] = Topic(configuration: topicConfiguration, partitions: partitions)
             }
-            return LogStore(directory: directory, environment: environment, lock: lock, topics: topics)
+            return LogStore(directory: directory, environment: environment, producers: producers, lock: lock, topics: topics)
         } catch {
             lock.release()
             throw error
@@ -152,8 +156,9 @@ public final class LogStore: Sendable {
     /// Creates a topic with `partitionCount` partitions. The topic appears whole or not at
     /// all: it is built in `NAME.creating`, synced, then renamed into place.
     @discardableResult
-    public func createTopic(name: String, partitionCount: Int, kind: TopicKind) throws(StorageError) -> TopicConfiguration {
+    public func createTopic(name: String, partitionCount: Int, kind: TopicKind, polarityMap: [String: Int8]? = nil) throws(StorageError) -> TopicConfiguration {
         try TopicName.validate(name)
+        try TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: 0, polarityMap: polarityMap).checkPolarityMap()
         if !(1...Limits.topicPartitionCountMax).contains(partitionCount) {
             throw StorageError(.invalidArgument, "partition count must be 1 to \(Limits.topicPartitionCountMax), got \(partitionCount)")
         }
@@ -168,12 +173,12 @@ public final class LogStore: Sendable {
             if partitionTotal + partitionCount > Limits.storePartitionCountMax {
                 throw StorageError(.limitReached, "\(partitionCount) more partitions would exceed the store's limit of \(Limits.storePartitionCountMax)")
             }
-            let configuration = TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: environment.clock.nowMilliseconds())
+            let configuration = TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: environment.clock.nowMilliseconds(), polarityMap: polarityMap)
             let final = joinPath(topicsDirectory, TopicName.directoryName(for: name))
             try build(configuration, at: final)
             var partitions: [PartitionLog] = []
             for index in 0..<partitionCount {
-                partitions.append(try PartitionLog.open(directory: joinPath(final, String(index)), topic: name, partition: index, environment: environment))
+                partitions.append(try PartitionLog.open(directory: joinPath(final, String(index)), topic: configuration, partition: index, environment: environment, registry: producers))
             }
             topics.withLock { $0[name] = Topic(configuration: configuration, partitions: partitions) }
             environment.logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitionCount)", "kind": "\(kind.rawValue)"])
@@ -221,6 +226,18 @@ public final class LogStore: Sendable {
         return topic.partitions[index]
     }
 
+    /// A producer identity (see `ProducerRegistry.initialize`), recorded durably on the
+    /// store's I/O threads before it returns.
+    public func initializeProducer(name: String?) async throws(StorageError) -> ProducerIdentity {
+        let registry = producers
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<ProducerIdentity, StorageError>, Never>) in
+            environment.executor.execute {
+                continuation.resume(returning: Result { () throws(StorageError) in try registry.initialize(name: name) })
+            }
+        }
+        return try result.get()
+    }
+
     /// Closes every partition cleanly (see `PartitionLog.close`) and releases the lock.
     public func close() async throws(StorageError) {
         let all = topics.withLock { $0.values.flatMap(\.partitions) }
@@ -228,6 +245,7 @@ public final class LogStore: Sendable {
         for partition in all {
             do { try await partition.close() } catch { firstError = firstError ?? error }
         }
+        producers.close()
         lock.release()
         if let firstError { throw firstError }
     }

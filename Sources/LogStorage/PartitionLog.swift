@@ -22,6 +22,25 @@ public struct PartitionStatistics: Sendable, Equatable {
     public var truncatedBytes: Int64 = 0
     public var indexRebuildCount = 0
     public var checkpointCount = 0
+    /// Replay protection (design decision 8): retries answered from memory, producer-level
+    /// refusals, batches refused for their records, producers expired while idle.
+    public var duplicateCount = 0
+    public var fencedCount = 0
+    public var outOfOrderCount = 0
+    public var unknownProducerCount = 0
+    public var refusedBatchCount = 0
+    public var producersExpiredCount = 0
+    public var snapshotCount = 0
+
+    mutating func count(_ outcome: AppendOutcome) {
+        switch outcome {
+        case .fenced: fencedCount += 1
+        case .outOfOrder: outOfOrderCount += 1
+        case .unknownProducer: unknownProducerCount += 1
+        case .refused: refusedBatchCount += 1
+        case .committed, .duplicate: break
+        }
+    }
 }
 
 /// The offsets that bound a partition's log.
@@ -65,8 +84,12 @@ public struct ReadResult: Sendable, Equatable {
 /// fails everything pending, and stays so until it is reopened and recovered (design
 /// decision 5).
 public final class PartitionLog: Sendable {
-    public let topic: String
+    public let topicConfiguration: TopicConfiguration
     public let partition: Int
+    public var topic: String { topicConfiguration.name }
+    /// The store's producer registry; nil for a partition opened alone (then producer ids
+    /// are checked against this partition's state only).
+    let registry: ProducerRegistry?
     public let directory: String
     public let recoveryReport: RecoveryReport
     let environment: StorageEnvironment
@@ -78,13 +101,19 @@ public final class PartitionLog: Sendable {
     var executor: any BlockingExecutor { environment.executor }
     var logger: Logger { environment.logger }
 
-    typealias Completion = @Sendable (Result<AppendResult, StorageError>) -> Void
+    public typealias AppendCompletion = @Sendable (Result<AppendOutcome, StorageError>) -> Void
 
     struct PendingAppend {
         var bytes: [UInt8]
+        /// Where the queued bytes go.
         var result: AppendResult
+        /// What the append is answered on success: committed, or refused (a refusal marker).
+        var outcome: AppendOutcome
+        var effects: AppendEffects
+        /// Retries of this batch wait under this key.
+        var key: PendingBatchKey?
         var ackMode: AckMode
-        var completion: Completion?
+        var completion: AppendCompletion?
     }
 
     struct State {
@@ -101,6 +130,9 @@ public final class PartitionLog: Sendable {
         var closeCompletions: [@Sendable (Result<Void, StorageError>) -> Void] = []
         var bytesSinceCheckpoint = 0
         var statistics = PartitionStatistics()
+        var replay: ReplayState
+        /// Retries of queued batches, waiting for the original's outcome.
+        var waiters: [PendingBatchKey: [AppendCompletion]] = [:]
 
         var active: SegmentState {
             get { segments[segments.count - 1] }
@@ -111,9 +143,10 @@ public final class PartitionLog: Sendable {
         var startOffset: Int64 { segments[0].baseOffset }
     }
 
-    private init(topic: String, partition: Int, directory: String, environment: StorageEnvironment, segments: [SegmentState], report: RecoveryReport) {
-        self.topic = topic
+    private init(topic: TopicConfiguration, partition: Int, directory: String, environment: StorageEnvironment, registry: ProducerRegistry?, segments: [SegmentState], replay: ReplayState, report: RecoveryReport) {
+        self.topicConfiguration = topic
         self.partition = partition
+        self.registry = registry
         self.directory = directory
         self.environment = environment
         self.recoveryReport = report
@@ -121,7 +154,8 @@ public final class PartitionLog: Sendable {
         for index in segments.indices { segments[index].fileSize = segments[index].size }
         let last = segments[segments.count - 1]
         let lastAppendTime = segments.map(\.maxTimestamp).max() ?? -1
-        var state = State(segments: segments, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime)
+        var state = State(segments: segments, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime, replay: replay)
+        state.statistics.producersExpiredCount = replay.expiredProducerCount
         state.statistics.truncationCount = report.truncation == nil ? 0 : 1
         state.statistics.truncatedBytes = report.truncation?.droppedBytes ?? 0
         state.statistics.indexRebuildCount = report.rebuiltIndexes.count
@@ -133,8 +167,14 @@ public final class PartitionLog: Sendable {
     /// Opens (creating when empty) the partition in `directory`, recovering it as
     /// `PartitionRecovery` decides, and records it as open before any append is taken.
     public static func open(directory: String, topic: String, partition: Int, environment: StorageEnvironment) throws(StorageError) -> PartitionLog {
+        try open(directory: directory, topic: TopicConfiguration(name: topic, partitionCount: partition + 1, kind: .raw, createdAt: 0), partition: partition, environment: environment, registry: nil)
+    }
+
+    /// Opens a partition of `topic`: recovers its log, rebuilds replay protection from the
+    /// newest valid snapshot and the log after it, and records the partition as open.
+    public static func open(directory: String, topic: TopicConfiguration, partition: Int, environment: StorageEnvironment, registry: ProducerRegistry?) throws(StorageError) -> PartitionLog {
         var environment = environment
-        environment.logger[metadataKey: "topic"] = "\(topic)"
+        environment.logger[metadataKey: "topic"] = "\(topic.name)"
         environment.logger[metadataKey: "partition"] = "\(partition)"
         let (fileIO, configuration, logger) = (environment.fileIO, environment.configuration, environment.logger)
         try configuration.check()
@@ -145,13 +185,17 @@ public final class PartitionLog: Sendable {
             outcome.segments = [try createSegment(directory: directory, baseOffset: 0, fileIO: fileIO)]
         }
         try applyRecovery(outcome, fileIO: fileIO, logger: logger)
+        let replay = try rebuildReplayState(
+            directory: directory, segments: outcome.segments, isFlipTopic: topic.kind == .flip, environment: environment)
         let state = PartitionStateFile(clean: false, groupWriteBytesMax: configuration.groupWriteBytesMax)
         do {
             try fileIO.writeFileAtomically(joinPath(directory, PartitionStateFile.name), state.encoded())
         } catch {
             throw StorageError.io(error, "recording the partition as open")
         }
-        return PartitionLog(topic: topic, partition: partition, directory: directory, environment: environment, segments: outcome.segments, report: outcome.report)
+        return PartitionLog(
+            topic: topic, partition: partition, directory: directory, environment: environment, registry: registry,
+            segments: outcome.segments, replay: replay, report: outcome.report)
     }
 
     /// Temporary files of interrupted atomic writes, and index files without a log.
@@ -230,53 +274,195 @@ public final class PartitionLog: Sendable {
 
     // MARK: Appending
 
-    /// Appends one RecordBatch v2. `completion` runs once: for `durable`, after the fsync
-    /// that covers the batch; for `written`, after the write; for `none`, once queued. It
-    /// runs on the writer's thread or, for immediate refusals, on the caller's.
-    public func append(_ batch: [UInt8], ackMode: AckMode = .durable, completion: @escaping @Sendable (Result<AppendResult, StorageError>) -> Void) {
-        let header: RecordBatchHeader
+    /// A batch after the checks that need no lock: its header, and for a flip topic its
+    /// records as flip events or the rule each breaks.
+    struct CheckedBatch {
+        var bytes: [UInt8]
+        var header: RecordBatchHeader
+        /// Flip topics: each record's event, by index, and the records already refused.
+        var events: [(index: Int, event: FlipEvent)] = []
+        var refusals: [RecordRefusal] = []
+    }
+
+    /// Appends one RecordBatch v2. `completion` runs once, with the outcome or an error:
+    /// for `durable`, after the fsync that covers the batch; for `written`, after the write;
+    /// for `none`, once queued; at once for what is answered without writing (a duplicate
+    /// of a stored batch, a fenced or out-of-order producer, a refusal from a producer
+    /// without an id). It runs on the writer's thread or on the caller's.
+    public func append(_ batch: [UInt8], ackMode: AckMode = .durable, completion: @escaping AppendCompletion) {
+        let checked: CheckedBatch
         do {
-            header = try RecordBatchValidator.validate(batch, limits: configuration.batchLimits)
+            checked = try check(batch, ackMode: ackMode)
         } catch {
             state.withLock { $0.statistics.invalidBatchCount += 1 }
-            completion(.failure(StorageError(.invalidBatch, "\(topic)/\(partition): \(error)")))
+            completion(.failure(error))
             return
         }
         let now = clock.nowMilliseconds()
-        let outcome = state.withLock { state -> (Result<AppendResult, StorageError>, schedule: Bool) in
-            if let refusal = refusal(state, batchBytes: batch.count) {
-                if refusal.code == .overloaded { state.statistics.overloadedCount += 1 }
-                return (.failure(refusal), false)
-            }
-            if now < state.lastAppendTime { state.statistics.clockStepBackCount += 1 }
-            let appendTime = max(now, state.lastAppendTime)
-            let result = AppendResult(baseOffset: state.nextOffset, lastOffset: state.nextOffset + Int64(header.lastOffsetDelta), appendTime: appendTime)
-            var bytes = batch
-            RecordBatchStamp.stamp(&bytes, baseOffset: result.baseOffset, appendTime: appendTime)
-            state.nextOffset = result.lastOffset + 1
-            state.lastAppendTime = appendTime
-            state.queuedBytes += bytes.count
-            state.statistics.appendCount += 1
-            state.statistics.appendedBytes += Int64(bytes.count)
-            state.queue.append(PendingAppend(bytes: bytes, result: result, ackMode: ackMode, completion: ackMode == .none ? nil : completion))
-            let schedule = !state.writerScheduled
-            state.writerScheduled = true
-            return (.success(result), schedule)
+        let status = checked.header.producerId >= 0 ? registryStatus(checked.header) : nil
+        let decision = state.withLock { state in
+            decide(&state, checked, ackMode: ackMode, now: now, registryStatus: status, completion: completion)
         }
-        if outcome.schedule { scheduleWriter() }
-        if case .failure = outcome.0 {
-            completion(outcome.0)
-        } else if ackMode == .none {
-            completion(outcome.0)
+        switch decision {
+        case .answer(let result):
+            completion(result)
+        case .queued(let schedule, let immediate):
+            if schedule { scheduleWriter() }
+            if let immediate { completion(.success(immediate)) }
+        case .waiting:
+            break
         }
     }
 
-    /// Appends one batch and waits for its acknowledgement (see the callback form).
-    public func append(_ batch: [UInt8], ackMode: AckMode = .durable) async throws(StorageError) -> AppendResult {
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<AppendResult, StorageError>, Never>) in
+    /// Appends one batch and waits for its outcome (see the callback form).
+    public func append(_ batch: [UInt8], ackMode: AckMode = .durable) async throws(StorageError) -> AppendOutcome {
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<AppendOutcome, StorageError>, Never>) in
             append(batch, ackMode: ackMode) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// The checks that need no state: the batch's structure, producer fields, and for a
+    /// flip topic every record's fields and partition.
+    private func check(_ batch: [UInt8], ackMode: AckMode) throws(StorageError) -> CheckedBatch {
+        let isFlip = topicConfiguration.kind == .flip
+        var checked: CheckedBatch
+        var records: [Record] = []
+        do {
+            if isFlip {
+                let decoded = try RecordBatch.decode(batch, limits: configuration.batchLimits)
+                records = decoded.records
+                checked = CheckedBatch(bytes: batch, header: try RecordBatchHeader.read(bytes: batch))
+            } else {
+                checked = CheckedBatch(bytes: batch, header: try RecordBatchValidator.validate(batch, limits: configuration.batchLimits))
+            }
+        } catch {
+            throw StorageError(.invalidBatch, "\(topic)/\(partition): \(error)")
+        }
+        let header = checked.header
+        if header.producerId >= 0 {
+            if ackMode == .none {
+                throw StorageError(.invalidBatch, "\(topic)/\(partition): ack mode none takes no producer id (the batch has \(header.producerId)); use -1")
+            }
+            if header.producerEpoch < 0 || header.baseSequence < 0 {
+                throw StorageError(.invalidBatch, "\(topic)/\(partition): producer \(header.producerId) needs an epoch and base sequence of 0 or more, got \(header.producerEpoch) and \(header.baseSequence)")
+            }
+        } else if header.producerId != -1 {
+            throw StorageError(.invalidBatch, "\(topic)/\(partition): producer id \(header.producerId) is neither -1 nor a handed-out id")
+        }
+        for (index, record) in records.enumerated() {
+            do {
+                let event = try FlipEvent.decode(key: record.key, value: record.value)
+                let owner = topicConfiguration.partition(forKey: event.key)
+                if owner != partition {
+                    checked.refusals.append(RecordRefusal(index: index, reason: .invalid, message: "resource \(event.resource) belongs to partition \(owner), not \(partition)"))
+                } else {
+                    checked.events.append((index, event))
+                }
+            } catch {
+                checked.refusals.append(RecordRefusal(index: index, reason: .invalid, message: "\(error)"))
+            }
+        }
+        return checked
+    }
+
+    private func registryStatus(_ header: RecordBatchHeader) -> ProducerRegistry.Status {
+        // Without a registry, any epoch is taken as current; the partition's own state
+        // still fences older epochs it has seen.
+        registry?.status(of: header.producerId) ?? .named(epoch: header.producerEpoch)
+    }
+
+    enum Decision {
+        /// Answered now, nothing queued.
+        case answer(Result<AppendOutcome, StorageError>)
+        /// Queued; `immediate` is the answer of an ack-none append.
+        case queued(schedule: Bool, immediate: AppendOutcome?)
+        /// A retry of a queued batch: answered with the original's outcome.
+        case waiting
+    }
+
+    /// The decision under the lock: producer rules, then resource fencing, then queueing
+    /// the batch, or the refusal marker that stands for it (design decision 8).
+    private func decide(
+        _ state: inout State, _ checked: CheckedBatch, ackMode: AckMode, now: Int64,
+        registryStatus: ProducerRegistry.Status?, completion: @escaping AppendCompletion
+    ) -> Decision {
+        if let refusal = refusal(state, batchBytes: checked.bytes.count) {
+            if refusal.code == .overloaded { state.statistics.overloadedCount += 1 }
+            return .answer(.failure(refusal))
+        }
+        let header = checked.header
+        let appendTime = max(now, state.lastAppendTime)
+        var sequences: (first: Int32, last: Int32)?
+        if let registryStatus {
+            let inFlightMax = topicConfiguration.kind == .flip ? 1 : Limits.producerBatchWindow
+            switch state.replay.checkProducer(
+                id: header.producerId, epoch: header.producerEpoch, baseSequence: header.baseSequence,
+                recordCount: header.recordCount, registry: registryStatus, inFlightMax: inFlightMax, now: now) {
+            case .refused(let outcome):
+                state.statistics.count(outcome)
+                return .answer(.success(outcome))
+            case .answered(let outcome):
+                state.statistics.duplicateCount += 1
+                return .answer(.success(outcome))
+            case .waitFor(let key):
+                state.statistics.duplicateCount += 1
+                state.waiters[key, default: []].append(completion)
+                return .waiting
+            case .accept(let first, let last):
+                sequences = (first, last)
+            }
+        }
+        var refusals = checked.refusals
+        var marks: [(String, ResourceMark)] = []
+        if topicConfiguration.kind == .flip {
+            (refusals, marks) = state.replay.checkRecords(checked.events, refusals: refusals)
+        }
+        if now < state.lastAppendTime { state.statistics.clockStepBackCount += 1 }
+        if !refusals.isEmpty {
+            state.statistics.refusedBatchCount += 1
+            guard let sequences else { return .answer(.success(.refused(refusals))) }
+            let marker = RefusalMarker.batch(
+                producerId: header.producerId, producerEpoch: header.producerEpoch, baseSequence: sequences.first,
+                lastSequence: sequences.last, refusals: refusals, timestamp: appendTime)
+            let producerBatch = ProducerBatch(epoch: header.producerEpoch, firstSequence: sequences.first, lastSequence: sequences.last, outcome: .refused(refusals), appendTime: appendTime)
+            return enqueue(&state, bytes: marker, lastOffsetDelta: 0, appendTime: appendTime, outcome: { _ in .refused(refusals) },
+                           effects: AppendEffects(producer: (header.producerId, producerBatch)), ackMode: ackMode, completion: completion)
+        }
+        let producer = sequences.map { sequences in
+            (header.producerId, ProducerBatch(epoch: header.producerEpoch, firstSequence: sequences.first, lastSequence: sequences.last, outcome: .committed(AppendResult(baseOffset: -1, lastOffset: -1, appendTime: -1)), appendTime: appendTime))
+        }
+        return enqueue(&state, bytes: checked.bytes, lastOffsetDelta: header.lastOffsetDelta, appendTime: appendTime, outcome: { .committed($0) },
+                       effects: AppendEffects(producer: producer, resources: marks), ackMode: ackMode, completion: completion)
+    }
+
+    /// Gives the bytes their offsets and append time, stamps them, and queues them.
+    private func enqueue(
+        _ state: inout State, bytes: [UInt8], lastOffsetDelta: Int32, appendTime: Int64, outcome makeOutcome: (AppendResult) -> AppendOutcome,
+        effects: AppendEffects, ackMode: AckMode, completion: @escaping AppendCompletion
+    ) -> Decision {
+        let result = AppendResult(baseOffset: state.nextOffset, lastOffset: state.nextOffset + Int64(lastOffsetDelta), appendTime: appendTime)
+        let outcome = makeOutcome(result)
+        var effects = effects
+        if var producer = effects.producer {
+            if case .committed = producer.batch.outcome { producer.batch.outcome = outcome }
+            effects.producer = producer
+        }
+        var stamped = bytes
+        RecordBatchStamp.stamp(&stamped, baseOffset: result.baseOffset, appendTime: appendTime)
+        state.nextOffset = result.lastOffset + 1
+        state.lastAppendTime = appendTime
+        state.queuedBytes += stamped.count
+        state.statistics.appendCount += 1
+        state.statistics.appendedBytes += Int64(stamped.count)
+        state.replay.admit(effects)
+        let key = effects.producer.map { PendingBatchKey(producerId: $0.id, epoch: $0.batch.epoch, firstSequence: $0.batch.firstSequence) }
+        state.queue.append(PendingAppend(
+            bytes: stamped, result: result, outcome: outcome, effects: effects, key: key, ackMode: ackMode,
+            completion: ackMode == .none ? nil : completion))
+        let schedule = !state.writerScheduled
+        state.writerScheduled = true
+        return .queued(schedule: schedule, immediate: ackMode == .none ? outcome : nil)
     }
 
     private func refusal(_ state: State, batchBytes: Int) -> StorageError? {
@@ -387,10 +573,13 @@ public final class PartitionLog: Sendable {
             if group.roll { try roll(to: group.appends[0].result.baseOffset) }
             try write(group)
             progress = .written
-            for append in group.appends where append.ackMode == .written { append.completion?(.success(append.result)) }
-            let checkpoint = try sync(group)
+            for append in group.appends where append.ackMode == .written { append.completion?(.success(append.outcome)) }
+            let (checkpoint, waiting) = try sync(group)
             progress = .synced
-            for append in group.appends where append.ackMode == .durable { append.completion?(.success(append.result)) }
+            for append in group.appends where append.ackMode == .durable { append.completion?(.success(append.outcome)) }
+            for (outcome, completions) in waiting {
+                for completion in completions { completion(.success(outcome.asRetryAnswer)) }
+            }
             if let checkpoint {
                 // The recovery point: index files for the synced part of the active segment.
                 // Not synced: a torn or lost one only makes the next recovery read more.
@@ -417,6 +606,7 @@ public final class PartitionLog: Sendable {
         }
         try trimPreallocation(sealed)
         try Self.writeIndexes(sealed, fileIO: fileIO, sync: true)
+        try writeSnapshot()
         let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
         let file = try fileIO.open(path, mode: .createNew)
         do throws(IOError) {
@@ -488,9 +678,10 @@ public final class PartitionLog: Sendable {
         }
     }
 
-    /// One fdatasync; then what was written is durable and visible to readers. Returns the
-    /// active segment when a recovery checkpoint is due.
-    private func sync(_ group: Group) throws(IOError) -> SegmentState? {
+    /// One fdatasync; then what was written is durable and visible to readers, and its
+    /// replay-protection effects move to the durable state. Returns the active segment when
+    /// a recovery checkpoint is due, and the retries that waited on the group's batches.
+    private func sync(_ group: Group) throws(IOError) -> (SegmentState?, [(AppendOutcome, [AppendCompletion])]) {
         let file = state.withLock { $0.active.handle.file }
         let started = MonotonicClock.nanoseconds()
         try file.dataSync()
@@ -498,16 +689,21 @@ public final class PartitionLog: Sendable {
         if elapsed > 500_000_000 {
             logger.warning("slow fdatasync", metadata: ["milliseconds": "\(elapsed / 1_000_000)", "bytes": "\(group.bytes)"])
         }
-        return state.withLock { state -> SegmentState? in
+        return state.withLock { state -> (SegmentState?, [(AppendOutcome, [AppendCompletion])]) in
             state.active.markDurable()
+            var waiting: [(AppendOutcome, [AppendCompletion])] = []
+            for append in group.appends {
+                state.replay.applyDurable(append.effects)
+                if let key = append.key, let completions = state.waiters.removeValue(forKey: key) { waiting.append((append.outcome, completions)) }
+            }
             state.statistics.fsyncCount += 1
             state.statistics.fsyncNanosecondsTotal += elapsed
             state.statistics.fsyncNanosecondsMax = max(state.statistics.fsyncNanosecondsMax, elapsed)
             state.bytesSinceCheckpoint += group.bytes
-            guard state.bytesSinceCheckpoint >= configuration.recoveryCheckpointIntervalBytes else { return nil }
+            guard state.bytesSinceCheckpoint >= configuration.recoveryCheckpointIntervalBytes else { return (nil, waiting) }
             state.bytesSinceCheckpoint = 0
             state.statistics.checkpointCount += 1
-            return state.active
+            return (state.active, waiting)
         }
     }
 
@@ -515,15 +711,84 @@ public final class PartitionLog: Sendable {
     /// yet acknowledged and everything queued behind them.
     private func fail(_ error: IOError, unacknowledged: [PendingAppend]) {
         let failure = StorageError(.readOnly, "\(topic)/\(partition) is read-only after a failed write: \(error)")
-        let queued = state.withLock { state -> [PendingAppend] in
+        let (queued, waiters) = state.withLock { state -> ([PendingAppend], [AppendCompletion]) in
             if state.failure == nil { state.failure = failure }
             let queued = Array(state.queue)
             state.queue.removeAll()
             state.queuedBytes = 0
-            return queued
+            state.replay.dropPending()
+            let waiters = state.waiters.values.flatMap { $0 }
+            state.waiters.removeAll()
+            return (queued, waiters)
         }
         logger.error("partition is read-only after an I/O error; restart to recover", metadata: ["error": "\(error)"])
         for append in unacknowledged + queued { append.completion?(.failure(failure)) }
+        for waiter in waiters { waiter(.failure(failure)) }
+    }
+
+    // MARK: Replay-protection snapshots
+
+    /// Writes the durable replay-protection state as of the durable end (after expiring
+    /// idle producers), atomically, and keeps only the two newest snapshots. Called by the
+    /// writer at a roll (the previous segment fully synced) and at clean shutdown.
+    private func writeSnapshot() throws(IOError) {
+        let now = clock.nowMilliseconds()
+        let (bytes, offset) = state.withLock { state -> ([UInt8], Int64) in
+            state.statistics.producersExpiredCount += state.replay.expireProducers(now: now)
+            state.statistics.snapshotCount += 1
+            return (ReplaySnapshot.encode(state.replay, offset: state.durableEnd), state.durableEnd)
+        }
+        try fileIO.writeFileAtomically(joinPath(directory, ReplaySnapshot.fileName(offset: offset)), bytes)
+        let older = try fileIO.list(directory).compactMap(ReplaySnapshot.offset(ofFileName:)).filter { $0 < offset }.sorted()
+        for stale in older.dropLast() { try fileIO.remove(joinPath(directory, ReplaySnapshot.fileName(offset: stale))) }
+    }
+
+    /// Replay-protection state after recovery: the newest readable snapshot at or below
+    /// the log's end (snapshots past it describe batches a crash took, and are removed),
+    /// then every batch after it, read from the log.
+    static func rebuildReplayState(directory: String, segments: [SegmentState], isFlipTopic: Bool, environment: StorageEnvironment) throws(StorageError) -> ReplayState {
+        let configuration = environment.configuration
+        var replay = ReplayState(
+            producerExpirationMilliseconds: configuration.producerExpirationMilliseconds,
+            producersTrackedMax: configuration.producersTrackedMax, resourcesTrackedMax: configuration.resourcesTrackedMax)
+        let end = segments[segments.count - 1].nextOffset
+        let fileIO = environment.fileIO
+        var from = segments[0].baseOffset
+        do {
+            let offsets = try fileIO.list(directory).compactMap(ReplaySnapshot.offset(ofFileName:)).sorted(by: >)
+            for offset in offsets {
+                let path = joinPath(directory, ReplaySnapshot.fileName(offset: offset))
+                if offset > end || offset < from {
+                    try fileIO.remove(path)
+                    continue
+                }
+                var candidate = replay
+                do {
+                    _ = try ReplaySnapshot.decode(try fileIO.readWholeFile(path, bytesMax: Limits.snapshotBytesMax), into: &candidate, name: path)
+                    replay = candidate
+                    from = offset
+                    break
+                } catch {
+                    environment.logger.warning("replay-protection snapshot is unreadable; using an older one or the log", metadata: ["path": "\(path)", "error": "\(error)"])
+                }
+            }
+        } catch {
+            throw StorageError.io(error, "reading replay-protection snapshots")
+        }
+        for segment in segments where segment.nextOffset > from {
+            let start: (position: Int64, offset: Int64) = segment.baseOffset <= from ? segment.startPosition(for: from) : (0, segment.baseOffset)
+            var scanner = BatchScanner(file: segment.handle.file, from: start.position, offset: start.offset, endPosition: segment.size)
+            while let batch = try scanner.nextForReader(path: segment.handle.logPath, context: "rebuilding replay protection") {
+                if batch.header.lastOffset < from { continue }
+                do {
+                    try replay.applyStored(scanner.bytes(of: batch), header: batch.header, isFlipTopic: isFlipTopic)
+                } catch {
+                    throw StorageError(.corruption, "\(segment.handle.logPath): batch at byte \(batch.position) does not decode: \(error)")
+                }
+            }
+        }
+        replay.expireProducers(now: environment.clock.nowMilliseconds())
+        return replay
     }
 
     // MARK: Closing
@@ -563,6 +828,7 @@ public final class PartitionLog: Sendable {
             do throws(IOError) {
                 try trimPreallocation(active)
                 try Self.writeIndexes(active, fileIO: fileIO, sync: true)
+                try writeSnapshot()
                 let record = PartitionStateFile(
                     clean: true, groupWriteBytesMax: configuration.groupWriteBytesMax,
                     lastSegmentBaseOffset: active.baseOffset, endPosition: active.size, nextOffset: active.nextOffset)

@@ -24,6 +24,12 @@ public struct StorageConfiguration: Sendable, Equatable {
     /// clean shutdown trim what is left, and recovery finds the end of data by checksum and
     /// by the last non-zero byte, never by file size.
     public var preallocationBytes = 4 << 20
+    /// A producer idle this long (by append time) is forgotten by a partition; its next
+    /// batch, unless it starts a new sequence at 0, is answered `unknown_producer`.
+    public var producerExpirationMilliseconds: Int64 = 7 * 24 * 3_600_000
+    /// Producers and resources one partition tracks (at most the hard limits).
+    public var producersTrackedMax = Limits.partitionProducersTrackedMax
+    public var resourcesTrackedMax = Limits.partitionResourcesTrackedMax
     /// Limits applied to every appended batch.
     public var batchLimits = BatchLimits()
 
@@ -50,6 +56,9 @@ public struct StorageConfiguration: Sendable, Equatable {
                     "queuedAppendCountMax is outside 1...\(Limits.partitionQueuedAppendCountMax)")
         try require(indexIntervalBytes >= RecordBatchHeader.size, "indexIntervalBytes is below one batch header")
         try require(recoveryCheckpointIntervalBytes >= indexIntervalBytes, "recoveryCheckpointIntervalBytes is below indexIntervalBytes")
+        try require(producerExpirationMilliseconds > 0, "producerExpirationMilliseconds must be positive")
+        try require((1...Limits.partitionProducersTrackedMax).contains(producersTrackedMax), "producersTrackedMax is outside 1...\(Limits.partitionProducersTrackedMax)")
+        try require((1...Limits.partitionResourcesTrackedMax).contains(resourcesTrackedMax), "resourcesTrackedMax is outside 1...\(Limits.partitionResourcesTrackedMax)")
         try require((0...Limits.segmentBytesMax).contains(preallocationBytes), "preallocationBytes \(preallocationBytes) is outside 0...\(Limits.segmentBytesMax)")
     }
 }

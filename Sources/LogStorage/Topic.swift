@@ -20,12 +20,32 @@ public struct TopicConfiguration: Codable, Sendable, Equatable {
     public var kind: TopicKind
     /// Wall-clock milliseconds when the topic was created.
     public var createdAt: Int64
+    /// Flip topics: the polarity of a state, for events that carry none (applied when
+    /// events are read; stored events never change). Absent when the topic has none.
+    public var polarityMap: [String: Int8]?
 
-    public init(name: String, partitionCount: Int, kind: TopicKind, createdAt: Int64) {
+    public init(name: String, partitionCount: Int, kind: TopicKind, createdAt: Int64, polarityMap: [String: Int8]? = nil) {
         self.name = name
         self.partitionCount = partitionCount
         self.kind = kind
         self.createdAt = createdAt
+        self.polarityMap = polarityMap
+    }
+
+    /// Checks the polarity map: states of 1 to 64 bytes, polarities -1, 0 or 1, only for
+    /// flip topics, at most 10,000 states.
+    public func checkPolarityMap() throws(StorageError) {
+        guard let polarityMap else { return }
+        if kind != .flip { throw StorageError(.invalidArgument, "a polarity map is for flip topics only") }
+        if polarityMap.count > 10_000 { throw StorageError(.invalidArgument, "a polarity map holds at most 10000 states, got \(polarityMap.count)") }
+        for (state, polarity) in polarityMap {
+            if state.utf8.isEmpty || state.utf8.count > FlipEvent.stateBytesMax {
+                throw StorageError(.invalidArgument, "polarity map state \"\(state)\" must be 1 to \(FlipEvent.stateBytesMax) bytes")
+            }
+            if !(-1...1).contains(polarity) {
+                throw StorageError(.invalidArgument, "polarity map state \"\(state)\" has polarity \(polarity); it must be -1, 0 or 1")
+            }
+        }
     }
 
     static let fileName = "topic.config"

@@ -76,14 +76,19 @@ final class AcknowledgementModel: Sendable {
         }
     }
 
-    /// The partition's completion for an append.
-    func complete(_ id: Int, _ result: Result<AppendResult, StorageError>) {
+    /// The partition's completion for an append. Without producer ids on a raw topic the
+    /// only success is `committed`.
+    func complete(_ id: Int, _ result: Result<AppendOutcome, StorageError>) {
         state.withLock { state in
             guard var entry = state.entries[id] else { return }
             switch result {
             case .failure:
                 if entry.acknowledgement == .pending { entry.acknowledgement = .refused }
-            case .success(let appended):
+            case .success(let outcome):
+                guard case .committed(let appended) = outcome else {
+                    state.violation = state.violation ?? "append \(id) was answered \(outcome), but plain appends can only be committed"
+                    return
+                }
                 if entry.ackMode == .none { break }
                 if entry.acknowledgement != .pending {
                     state.violation = state.violation ?? "append \(id) was completed twice"

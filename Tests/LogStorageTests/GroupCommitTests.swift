@@ -26,13 +26,13 @@ final class GroupCommitTests: XCTestCase {
                     var mine: [Int64] = []
                     for index in 0..<perAppender {
                         let batch = makeBatch("a\(appender)-\(index)", key: "k\(appender)")
-                        let result = try await withCheckedThrowingContinuation { continuation in
+                        let outcome = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AppendOutcome, any Error>) in
                             log.append(batch, ackMode: .durable) { result in
-                                if case .success(let appended) = result { ackOrder.record(appended.baseOffset) }
-                                continuation.resume(with: result)
+                                if case .success(.committed(let appended)) = result { ackOrder.record(appended.baseOffset) }
+                                continuation.resume(with: result.mapError { $0 as any Error })
                             }
                         }
-                        mine.append(result.baseOffset)
+                        mine.append(try outcome.committed().baseOffset)
                     }
                     return mine
                 }
@@ -85,7 +85,7 @@ final class GroupCommitTests: XCTestCase {
         }
         XCTAssertEqual(log.statistics.overloadedCount, 2, "refusals are counted")
         executor.runAll()
-        for box in results.prefix(3) { XCTAssertNoThrow(try XCTUnwrap(box.value).get()) }
+        for box in results.prefix(3) { XCTAssertNoThrow(try XCTUnwrap(box.value).get().committed()) }
         XCTAssertNoThrow(try appendAndRun(log, executor, makeBatch("room again")))
     }
 
@@ -94,14 +94,14 @@ final class GroupCommitTests: XCTestCase {
         let (log, disk, executor, _) = try simulated { $0.preallocationBytes = 0 }
         let none = ResultBox()
         log.append(makeBatch("n"), ackMode: .none) { none.set($0) }
-        XCTAssertEqual(try XCTUnwrap(none.value).get().baseOffset, 0, "ack none completes as soon as it is queued")
+        XCTAssertEqual(try XCTUnwrap(none.value).get().committed().baseOffset, 0, "ack none completes as soon as it is queued")
         let written = ResultBox()
         log.append(makeBatch("w"), ackMode: .written) { written.set($0) }
         XCTAssertNil(written.value)
         // The disk freezes after the write: the written ack is out, the fsync never happens.
         disk.inject(.freeze(afterOperations: 1))
         executor.runAll()
-        XCTAssertEqual(try XCTUnwrap(written.value).get().baseOffset, 1)
+        XCTAssertEqual(try XCTUnwrap(written.value).get().committed().baseOffset, 1)
         XCTAssertEqual(log.offsets.durableEnd, 0, "nothing was synced")
         XCTAssertEqual(try log.read(from: 0, maxBytes: 1 << 20).batchCount, 0, "readers see only durable data")
     }

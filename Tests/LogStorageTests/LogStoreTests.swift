@@ -21,7 +21,14 @@ final class LogStoreTests: XCTestCase {
         XCTAssertEqual(topic.partition(forKey: Array("prod/eu-1/payments/leader".utf8)), 3)
         try store.createTopic(name: "raw.events_v2", partitionCount: 1, kind: .raw)
         let partition = try store.partition(topic: "prod/flips", index: 3)
-        _ = try await partition.append(makeBatch("x", key: "1"))
+        guard case .refused(let refusals) = try await partition.append(makeBatch("x", key: "1")) else {
+            return XCTFail("a value that is not a flip event must be refused in a flip topic")
+        }
+        XCTAssertEqual(refusals.map(\.reason), [.invalid])
+        XCTAssertTrue(refusals[0].message.hasPrefix("value "), "the refusal names the field: \(refusals[0].message)")
+        let event = FlipEvent(resource: "1", to: "on", epoch: 1, seq: 1, time: 5)
+        let flip = RecordBatch.make(values: [(event.key, event.encodedValue())], timestamp: 0).encoded()
+        _ = try await partition.append(flip).committed()
         try await store.close()
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/topics/prod%2Fflips/topic.config"))
 

@@ -18,7 +18,7 @@ final class PartitionLogTests: XCTestCase {
         let log = try openReal(directory, pool: pool)
         var expected: [String] = []
         for index in 0..<200 {
-            let result = try await log.append(makeBatch("event \(index)"))
+            let result = try await log.append(makeBatch("event \(index)")).committed()
             XCTAssertEqual(result.baseOffset, Int64(index))
             XCTAssertEqual(result.lastOffset, Int64(index))
             expected.append("event \(index)")
@@ -101,7 +101,7 @@ final class PartitionLogTests: XCTestCase {
         XCTAssertEqual(log.recoveryReport.scannedBytes, 0, "nothing is re-read after a clean shutdown")
         XCTAssertEqual(log.recoveryReport.rebuiltIndexes, [])
         XCTAssertEqual(log.offsets.next, 120)
-        let next = try await log.append(makeBatch("after"))
+        let next = try await log.append(makeBatch("after")).committed()
         XCTAssertEqual(next.baseOffset, 120)
         var values: [String] = []
         var offset: Int64 = 0

@@ -52,17 +52,47 @@ func recordValues(_ bytes: [UInt8]) throws -> [String] {
     return values
 }
 
-/// Appends synchronously on a simulated partition: submits, then runs the writer.
+/// Appends synchronously on a simulated partition: submits, then runs the writer; the
+/// append must be committed.
 func appendAndRun(_ log: PartitionLog, _ executor: ManualExecutor, _ batch: [UInt8], ackMode: AckMode = .durable) throws -> AppendResult {
     let box = ResultBox()
     log.append(batch, ackMode: ackMode) { box.set($0) }
     executor.runAll()
-    return try XCTUnwrap(box.value).get()
+    return try XCTUnwrap(box.value).get().committed()
+}
+
+/// Submits and runs the writer; returns the outcome (or throws the error).
+func outcomeOf(_ log: PartitionLog, _ executor: ManualExecutor, _ batch: [UInt8], ackMode: AckMode = .durable) throws -> AppendOutcome {
+    let box = ResultBox()
+    log.append(batch, ackMode: ackMode) { box.set($0) }
+    executor.runAll()
+    return try XCTUnwrap(box.value, "the append was not answered").get()
+}
+
+struct NotCommitted: Error, CustomStringConvertible {
+    var outcome: AppendOutcome
+    var description: String { "expected committed, got \(outcome)" }
+}
+
+extension AppendOutcome {
+    /// The offsets of a committed append; throws for any other outcome.
+    func committed() throws -> AppendResult {
+        guard case .committed(let result) = self else { throw NotCommitted(outcome: self) }
+        return result
+    }
 }
 
 final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
-    private var stored: Result<AppendResult, StorageError>?
-    func set(_ value: Result<AppendResult, StorageError>) { lock.withLock { stored = value } }
-    var value: Result<AppendResult, StorageError>? { lock.withLock { stored } }
+    private var stored: Result<AppendOutcome, StorageError>?
+    private var count = 0
+    func set(_ value: Result<AppendOutcome, StorageError>) {
+        lock.withLock {
+            stored = value
+            count += 1
+        }
+    }
+    var value: Result<AppendOutcome, StorageError>? { lock.withLock { stored } }
+    /// How many times the completion ran (it must run once).
+    var completions: Int { lock.withLock { count } }
 }
