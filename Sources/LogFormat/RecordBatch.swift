@@ -166,9 +166,11 @@ public struct RecordBatch: Equatable, Sendable {
     // MARK: Decoding
 
     /// Decodes a whole batch, checking everything `RecordBatchValidator.validate` checks.
-    public static func decode(_ bytes: UnsafeRawBufferPointer, limits: BatchLimits = BatchLimits()) throws(FormatError) -> RecordBatch {
+    /// Control batches are refused unless `allowingControl` (producers may not send them;
+    /// the log holds the ones the server writes, such as refusal markers).
+    public static func decode(_ bytes: UnsafeRawBufferPointer, limits: BatchLimits = BatchLimits(), allowingControl: Bool = false) throws(FormatError) -> RecordBatch {
         var records: [Record] = []
-        let header = try RecordBatchValidator.walk(bytes, limits: limits) { record in records.append(record) }
+        let header = try RecordBatchValidator.walk(bytes, limits: limits, allowingControl: allowingControl) { record in records.append(record) }
         return RecordBatch(
             baseOffset: header.baseOffset, partitionLeaderEpoch: header.partitionLeaderEpoch,
             attributes: header.attributes, baseTimestamp: header.baseTimestamp,
@@ -177,7 +179,7 @@ public struct RecordBatch: Equatable, Sendable {
             records: records)
     }
 
-    public static func decode(_ bytes: [UInt8], limits: BatchLimits = BatchLimits()) throws(FormatError) -> RecordBatch {
-        try withBytes(bytes) { (raw) throws(FormatError) in try decode(raw, limits: limits) }
+    public static func decode(_ bytes: [UInt8], limits: BatchLimits = BatchLimits(), allowingControl: Bool = false) throws(FormatError) -> RecordBatch {
+        try withBytes(bytes) { (raw) throws(FormatError) in try decode(raw, limits: limits, allowingControl: allowingControl) }
     }
 }

@@ -17,7 +17,7 @@ public enum RecordBatchValidator {
     /// Walks the batch's records, handing each decoded record to `visit` when it is given
     /// (validation alone parses without materializing records).
     static func walk(
-        _ bytes: UnsafeRawBufferPointer, limits: BatchLimits, visit: ((Record) -> Void)?
+        _ bytes: UnsafeRawBufferPointer, limits: BatchLimits, allowingControl: Bool = false, visit: ((Record) -> Void)?
     ) throws(FormatError) -> RecordBatchHeader {
         if bytes.count > limits.batchBytesMax {
             throw FormatError(.limitExceeded, "batch of \(bytes.count) bytes exceeds the limit of \(limits.batchBytesMax)")
@@ -26,7 +26,7 @@ public enum RecordBatchValidator {
         if Int(header.recordCount) > limits.recordCountMax {
             throw FormatError(.limitExceeded, "batch of \(header.recordCount) records exceeds the limit of \(limits.recordCountMax)")
         }
-        if header.attributes.isTransactional || header.attributes.isControl {
+        if header.attributes.isTransactional || (header.attributes.isControl && !allowingControl) {
             throw FormatError(.badRecord, "transactional and control batches are not supported")
         }
         let body = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchHeader.size...])

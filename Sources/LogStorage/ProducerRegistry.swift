@@ -23,12 +23,13 @@ public struct ProducerIdentity: Equatable, Hashable, Sendable {
 /// the name moves to a new id and the old id is retired. Initialising without a name
 /// returns a new id, epoch 0. Ids are never reused.
 ///
-/// File `DATA/producers.registry`: records back to back, each
-/// `u32 payload length, u32 CRC-32C of the payload, payload`, where the payload is
-/// `u8 kind` (1 named, 2 anonymous, 3 retired), `i64 producer id`, `i16 epoch`,
-/// `u16 name length`, name (UTF-8; empty unless named). Every init appends one record and
-/// fsyncs before it is answered, so only the last record can be torn: an invalid record
-/// within one record's size of the end is cut, anything before that is corruption.
+/// File `DATA/producers.registry`: fixed slots of 512 bytes, one record each:
+/// `u32 payload length, u32 CRC-32C of the payload, payload`, zeros to the slot's end,
+/// where the payload is `u8 kind` (1 named, 2 anonymous, 3 retired), `i64 producer id`,
+/// `i16 epoch`, `u16 name length`, name (UTF-8; empty unless named). Every init writes one
+/// slot and fsyncs before it is answered, so only the last slot can be torn: an invalid
+/// last slot (or a partial one) is cut; an invalid slot before it is corruption. Fixed
+/// slots make that rule exact whatever a damaged length field says.
 public final class ProducerRegistry: Sendable {
     public enum Status: Equatable, Sendable {
         /// Never handed out.
@@ -42,7 +43,7 @@ public final class ProducerRegistry: Sendable {
     }
 
     static let fileName = "producers.registry"
-    static let recordBytesMax = 8 + 1 + 8 + 2 + 2 + Limits.producerNameBytesMax
+    static let slotBytes = 512
 
     private struct State {
         var byName: [String: ProducerIdentity] = [:]
@@ -95,32 +96,32 @@ public final class ProducerRegistry: Sendable {
         }
     }
 
-    /// Replays the records; returns where the valid records end.
+    /// Replays the slots; returns where the valid ones end.
     private static func replay(_ bytes: [UInt8], into state: inout State, path: String) throws(StorageError) -> Int {
         var position = 0
         while position < bytes.count {
-            guard let (record, next) = decodeRecord(bytes, at: position) else {
-                if bytes.count - position <= recordBytesMax + 8 { return position }
-                throw StorageError(.corruption, "\(path): invalid record at byte \(position), \(bytes.count - position) bytes before the end (only the last record can be torn)")
+            guard let record = decodeRecord(bytes, at: position) else {
+                if position + slotBytes >= bytes.count { return position }
+                throw StorageError(.corruption, "\(path): invalid record at byte \(position), not the last one (only the last can be torn)")
             }
             apply(record, to: &state)
             state.recordCount += 1
-            position = next
+            position += slotBytes
         }
         return position
     }
 
-    private struct Entry {
+    struct Entry {
         var kind: UInt8
         var identity: ProducerIdentity
         var name: String
     }
 
-    private static func decodeRecord(_ bytes: [UInt8], at position: Int) -> (Entry, Int)? {
-        guard position + 8 <= bytes.count else { return nil }
+    private static func decodeRecord(_ bytes: [UInt8], at position: Int) -> Entry? {
+        guard position + slotBytes <= bytes.count else { return nil }
         let length = Int(bytes[position..<(position + 4)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
         let crc = bytes[(position + 4)..<(position + 8)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        guard length >= 13, length <= recordBytesMax, position + 8 + length <= bytes.count else { return nil }
+        guard length >= 13, 8 + length <= slotBytes else { return nil }
         let payload = Array(bytes[(position + 8)..<(position + 8 + length)])
         guard CRC32C.checksum(payload) == crc, [1, 2, 3].contains(payload[0]) else { return nil }
         func integer<T: FixedWidthInteger>(_: T.Type, _ at: Int) -> T {
@@ -128,11 +129,10 @@ public final class ProducerRegistry: Sendable {
         }
         let nameLength = Int(integer(UInt16.self, 11))
         guard 13 + nameLength == length, let name = String(validating: payload[13...], as: UTF8.self) else { return nil }
-        let entry = Entry(kind: payload[0], identity: ProducerIdentity(producerId: integer(Int64.self, 1), epoch: integer(Int16.self, 9)), name: name)
-        return (entry, position + 8 + length)
+        return Entry(kind: payload[0], identity: ProducerIdentity(producerId: integer(Int64.self, 1), epoch: integer(Int16.self, 9)), name: name)
     }
 
-    private static func encodeRecord(_ entry: Entry) -> [UInt8] {
+    static func encodeRecord(_ entry: Entry) -> [UInt8] {
         var payload: [UInt8] = [entry.kind]
         ByteWriter.writeInteger(entry.identity.producerId, to: &payload)
         ByteWriter.writeInteger(entry.identity.epoch, to: &payload)
@@ -141,7 +141,8 @@ public final class ProducerRegistry: Sendable {
         var bytes: [UInt8] = []
         ByteWriter.writeInteger(UInt32(payload.count), to: &bytes)
         ByteWriter.writeInteger(CRC32C.checksum(payload), to: &bytes)
-        return bytes + payload
+        bytes += payload
+        return bytes + [UInt8](repeating: 0, count: slotBytes - bytes.count)
     }
 
     private static func apply(_ entry: Entry, to state: inout State) {

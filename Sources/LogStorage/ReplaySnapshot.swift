@@ -133,7 +133,7 @@ extension ReplayState {
     mutating func applyStored(_ bytes: [UInt8], header: RecordBatchHeader, isFlipTopic: Bool) throws(FormatError) {
         let isControl = header.attributes.isControl
         let needsRecords = isControl || isFlipTopic
-        let batch = needsRecords ? try RecordBatch.decode(bytes) : nil
+        let batch = needsRecords ? try RecordBatch.decode(bytes, allowingControl: true) : nil
         if header.producerId >= 0 {
             let outcome: AppendOutcome
             var last = lastSequence(header.baseSequence, header.recordCount)

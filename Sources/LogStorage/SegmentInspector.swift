@@ -45,7 +45,7 @@ public enum SegmentInspector {
             case .batch(let batch):
                 var records: [Record]?
                 if withRecords {
-                    records = try? RecordBatch.decode(scanner.bytes(of: batch)).records
+                    records = try? RecordBatch.decode(scanner.bytes(of: batch), allowingControl: true).records
                 }
                 result.batches.append(Batch(position: batch.position, header: batch.header, records: records))
             }
