@@ -138,7 +138,9 @@ struct ReplayState {
         let durable = producers[id].flatMap { isExpired($0, now: now) ? nil : $0 }
         let current: (epoch: Int16, lastSequence: Int32, batches: [ProducerBatch])?
         if let newest = pending.last {
-            let window = ((durable?.epoch == newest.epoch ? durable?.batches : nil) ?? []) + pending
+            // The window holds the current epoch's batches only: queued batches may span
+            // an epoch change, and sequence numbers restart at 0 in each epoch.
+            let window = (((durable?.epoch == newest.epoch ? durable?.batches : nil) ?? []) + pending).filter { $0.epoch == newest.epoch }
             current = (newest.epoch, newest.lastSequence, Array(window.suffix(Limits.producerBatchWindow)))
         } else if let durable {
             current = (durable.epoch, durable.lastSequence, durable.batches)
@@ -162,7 +164,7 @@ struct ReplayState {
                 ? .accept(first: 0, last: last)
                 : .refused(.outOfOrder("producer \(id) starts epoch \(epoch) at sequence \(baseSequence), not 0"))
         }
-        if let match = current.batches.first(where: { $0.firstSequence == baseSequence && $0.lastSequence == last }) {
+        if let match = current.batches.first(where: { $0.epoch == epoch && $0.firstSequence == baseSequence && $0.lastSequence == last }) {
             if pending.contains(where: { $0.epoch == epoch && $0.firstSequence == baseSequence }) {
                 return .waitFor(PendingBatchKey(producerId: id, epoch: epoch, firstSequence: baseSequence))
             }

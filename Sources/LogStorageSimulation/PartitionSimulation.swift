@@ -108,7 +108,7 @@ public struct PartitionSimulation {
     }
 
     mutating func run() throws(Failure) -> Summary {
-        try check({ () throws(SimulationError) in
+        do throws(SimulationError) {
             do {
                 try disk.makeDirectory("/data")
                 try disk.makeDirectory("/data/topic")
@@ -116,28 +116,29 @@ public struct PartitionSimulation {
                 throw SimulationError("making directories: \(error)")
             }
             try reopen(expectClean: nil)
-        })
+        } catch {
+            throw failure(error)
+        }
         for index in 0..<steps {
             step = index
-            try check({ () throws(SimulationError) in try takeStep() })
+            do { try takeStep() } catch { throw failure(error) }
         }
         step = steps
-        try check({ () throws(SimulationError) in
+        do throws(SimulationError) {
             try drainAndVerifyAcks()
             try restart(.process)
-        })
+        } catch {
+            throw failure(error)
+        }
         summary.steps = steps
         (summary.durableAcks, summary.writtenAcks) = model.ackCounts
         summary.finalOffset = log?.offsets.next ?? 0
         return summary
     }
 
-    private func check(_ body: () throws(SimulationError) -> Void) throws(Failure) {
-        do {
-            try body()
-        } catch {
-            throw Failure(seed: seed, step: step, message: error.message, trace: Array(trace.suffix(40)))
-        }
+    /// The failure report, built from the simulation as it is now (its trace included).
+    private func failure(_ error: SimulationError) -> Failure {
+        Failure(seed: seed, step: step, message: error.message, trace: Array(trace.suffix(40)))
     }
 
     mutating func note(_ action: String) {

@@ -130,6 +130,24 @@ final class IdempotentProducerTests: XCTestCase {
         XCTAssertEqual(try fixture.values(), ["old 0", "new 0"])
     }
 
+    /// Found by the model-based simulation (seed 221): with batches of two epochs queued,
+    /// a new epoch's batch with the same sequence numbers as an old epoch's queued one was
+    /// answered as its duplicate.
+    func testANewEpochsBatchIsNeverADuplicateOfAnOldEpochsQueuedOne() throws {
+        let fixture = try ReplayFixture(kind: .raw)
+        let old = try fixture.producer("p")
+        let boxes = (0..<4).map { _ in ResultBox() }
+        fixture.log.append(fixture.raw(old, seq: 0, ["old 0"])) { boxes[0].set($0) }
+        fixture.log.append(fixture.raw(old, seq: 1, ["old 1"])) { boxes[1].set($0) }
+        let new = try fixture.producer("p")
+        fixture.log.append(fixture.raw(new, seq: 0, ["new 0"])) { boxes[2].set($0) }
+        fixture.log.append(fixture.raw(new, seq: 1, ["new 1"])) { boxes[3].set($0) }
+        fixture.executor.runAll()
+        let offsets = try boxes.map { try XCTUnwrap($0.value).get().committed().baseOffset }
+        XCTAssertEqual(offsets, [0, 1, 2, 3], "four distinct batches, each stored once")
+        XCTAssertEqual(try fixture.values(), ["old 0", "old 1", "new 0", "new 1"])
+    }
+
     func testProducerIdMinusOneIsAPlainAppend() throws {
         let fixture = try ReplayFixture(kind: .raw)
         let first = try fixture.send(fixture.raw(nil, seq: -1, ["same"])).committed()

@@ -19,22 +19,35 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Number of seeds to run.")
     var count: UInt64 = 10_000
 
-    @Option(help: "Steps per seed.")
-    var steps: Int = 300
+    @Option(help: "Steps per seed (default 300, or 200 with --producers).")
+    var steps: Int?
+
+    @Flag(help: "Run the model-based replay-protection simulation (idempotent producers, fencing) instead of the partition one.")
+    var producers = false
+
+    /// One seed of the chosen simulation; the summary as text.
+    func runOne(_ seed: UInt64) throws -> String {
+        if producers { return "\(try ProducerSimulation.run(seed: seed, steps: steps ?? 200))" }
+        return "\(try PartitionSimulation.run(seed: seed, steps: steps ?? 300))"
+    }
 
     func run() throws {
         if let seed {
-            let summary = try PartitionSimulation.run(seed: seed, steps: steps)
-            print("seed \(seed) passed: \(summary)")
+            print("seed \(seed) passed: \(try runOne(seed))")
             return
         }
         let started = Date()
         var total = PartitionSimulation.Summary()
+        var producerTotal = ProducerSimulation.Summary()
         var failures: [String] = []
         let interactive = isatty(STDERR_FILENO) != 0
         for seed in from..<(from + count) {
             do {
-                total.add(try PartitionSimulation.run(seed: seed, steps: steps))
+                if producers {
+                    producerTotal.add(try ProducerSimulation.run(seed: seed, steps: steps ?? 200))
+                } else {
+                    total.add(try PartitionSimulation.run(seed: seed, steps: steps ?? 300))
+                }
             } catch {
                 failures.append("\(error)")
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
@@ -47,8 +60,8 @@ struct SimulateCommand: ParsableCommand {
         }
         if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
         let seconds = Date().timeIntervalSince(started)
-        print("seeds \(from)..<\(from + count), \(steps) steps each: \(count - UInt64(failures.count)) passed, \(failures.count) failed in \(String(format: "%.1f", seconds)) s")
-        print("totals: \(total)")
+        print("\(producers ? "producer" : "partition") simulation, seeds \(from)..<\(from + count), \(steps ?? (producers ? 200 : 300)) steps each: \(count - UInt64(failures.count)) passed, \(failures.count) failed in \(String(format: "%.1f", seconds)) s")
+        print("totals: \(producers ? "\(producerTotal)" : "\(total)")")
         if !failures.isEmpty { throw ExitCode(1) }
     }
 }
