@@ -133,6 +133,8 @@ public final class PartitionLog: Sendable {
         var replay: ReplayState
         /// Retries of queued batches, waiting for the original's outcome.
         var waiters: [PendingBatchKey: [AppendCompletion]] = [:]
+        /// Registry statuses looked up while the registry's generation stayed the same.
+        var registryCache: (generation: Int, statuses: [Int64: ProducerRegistry.Status]) = (-1, [:])
 
         var active: SegmentState {
             get { segments[segments.count - 1] }
@@ -299,9 +301,10 @@ public final class PartitionLog: Sendable {
             return
         }
         let now = clock.nowMilliseconds()
-        let status = checked.header.producerId >= 0 ? registryStatus(checked.header) : nil
+        let generation = registry?.generation ?? 0
         let decision = state.withLock { state in
-            decide(&state, checked, ackMode: ackMode, now: now, registryStatus: status, completion: completion)
+            let status = checked.header.producerId >= 0 ? registryStatus(checked.header, generation: generation, state: &state) : nil
+            return decide(&state, checked, ackMode: ackMode, now: now, registryStatus: status, completion: completion)
         }
         switch decision {
         case .answer(let result):
@@ -366,10 +369,18 @@ public final class PartitionLog: Sendable {
         return checked
     }
 
-    private func registryStatus(_ header: RecordBatchHeader) -> ProducerRegistry.Status {
+    /// The registry's word on a producer, cached while the registry's generation stays the
+    /// same (taken before the lock: a newer init is seen by the next append at the latest).
+    private func registryStatus(_ header: RecordBatchHeader, generation: Int, state: inout State) -> ProducerRegistry.Status {
         // Without a registry, any epoch is taken as current; the partition's own state
         // still fences older epochs it has seen.
-        registry?.status(of: header.producerId) ?? .named(epoch: header.producerEpoch)
+        guard let registry else { return .named(epoch: header.producerEpoch) }
+        if state.registryCache.generation != generation { state.registryCache = (generation, [:]) }
+        if let cached = state.registryCache.statuses[header.producerId] { return cached }
+        let status = registry.status(of: header.producerId)
+        if state.registryCache.statuses.count >= Limits.partitionProducersTrackedMax { state.registryCache.statuses.removeAll() }
+        state.registryCache.statuses[header.producerId] = status
+        return status
     }
 
     enum Decision {

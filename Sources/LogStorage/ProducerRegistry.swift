@@ -59,6 +59,11 @@ public final class ProducerRegistry: Sendable {
     private let file: any StorageFile
     private let path: String
     private let state: Mutex<State>
+    private let changes = Atomic<Int>(0)
+
+    /// Moves whenever an init changes what `status` answers; readers may cache statuses
+    /// while it stays the same (one atomic load instead of the registry's lock).
+    public var generation: Int { changes.load(ordering: .acquiring) }
 
     private init(file: any StorageFile, path: String, state: State) {
         self.file = file
@@ -202,6 +207,7 @@ public final class ProducerRegistry: Sendable {
             state.fileSize += Int64(record.count)
             state.recordCount += 1
             Self.apply(entry, to: &state)
+            changes.add(1, ordering: .releasing)
             return entry.identity
         }
     }

@@ -46,6 +46,17 @@ struct ProducerEntry: Equatable {
     var lastAppendTime: Int64
 
     var lastSequence: Int32 { batches.last?.lastSequence ?? -1 }
+
+    /// Adds a batch, starting over at a new epoch and keeping the last few.
+    mutating func record(_ batch: ProducerBatch) {
+        if epoch != batch.epoch {
+            epoch = batch.epoch
+            batches.removeAll(keepingCapacity: true)
+        }
+        if batches.count == Limits.producerBatchWindow { batches.removeFirst() }
+        batches.append(batch)
+        lastAppendTime = max(lastAppendTime, batch.appendTime)
+    }
 }
 
 /// The last accepted `(epoch, seq)` of a resource.
@@ -136,6 +147,12 @@ struct ReplayState {
         }
         let pending = pendingProducers[id] ?? []
         let durable = producers[id].flatMap { isExpired($0, now: now) ? nil : $0 }
+        // The common case first: the next sequence of the current epoch. It cannot also be
+        // a retry (sequence ranges within an epoch are distinct), so no window is needed.
+        if let newest = pending.last ?? durable?.batches.last, epoch == (pending.last?.epoch ?? durable!.epoch),
+           baseSequence == (newest.lastSequence == Int32.max ? 0 : newest.lastSequence + 1), pending.count < inFlightMax {
+            return .accept(first: baseSequence, last: last)
+        }
         let current: (epoch: Int16, lastSequence: Int32, batches: [ProducerBatch])?
         if let newest = pending.last {
             // The window holds the current epoch's batches only: queued batches may span
@@ -232,9 +249,10 @@ struct ReplayState {
     mutating func applyDurable(_ effects: AppendEffects) {
         if let producer = effects.producer {
             applyProducer(id: producer.id, batch: producer.batch)
-            if var queue = pendingProducers[producer.id], !queue.isEmpty {
-                queue.removeFirst()
-                pendingProducers[producer.id] = queue.isEmpty ? nil : queue
+            // In place: copying the queue out and back would copy it on every append.
+            if pendingProducers[producer.id]?.isEmpty == false {
+                pendingProducers[producer.id]!.removeFirst()
+                if pendingProducers[producer.id]!.isEmpty { pendingProducers[producer.id] = nil }
             }
         }
         for (resource, mark) in effects.resources {
@@ -247,15 +265,9 @@ struct ReplayState {
 
     /// Adds a producer batch to the durable state (also used when rebuilding from the log).
     mutating func applyProducer(id: Int64, batch: ProducerBatch) {
-        var entry = producers[id] ?? ProducerEntry(epoch: batch.epoch, batches: [], lastAppendTime: batch.appendTime)
-        if entry.epoch != batch.epoch {
-            entry.epoch = batch.epoch
-            entry.batches = []
-        }
-        entry.batches.append(batch)
-        if entry.batches.count > Limits.producerBatchWindow { entry.batches.removeFirst(entry.batches.count - Limits.producerBatchWindow) }
-        entry.lastAppendTime = max(entry.lastAppendTime, batch.appendTime)
-        producers[id] = entry
+        // Mutated in place through the dictionary's default subscript: taking the entry out
+        // and storing it back would copy its batch array on every append.
+        producers[id, default: ProducerEntry(epoch: batch.epoch, batches: [], lastAppendTime: batch.appendTime)].record(batch)
     }
 
     /// Forgets the pending layer (the partition failed; the log decides on reopen).
