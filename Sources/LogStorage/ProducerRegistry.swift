@@ -101,6 +101,14 @@ public final class ProducerRegistry: Sendable {
         }
     }
 
+    /// Checks a registry file's bytes without changing anything: the bytes where a torn
+    /// last slot starts (nil when none), or the corruption error.
+    static func verify(_ bytes: [UInt8], path: String) throws(StorageError) -> Int? {
+        var state = State()
+        let end = try replay(bytes, into: &state, path: path)
+        return end < bytes.count ? end : nil
+    }
+
     /// Replays the slots; returns where the valid ones end.
     private static func replay(_ bytes: [UInt8], into state: inout State, path: String) throws(StorageError) -> Int {
         var position = 0

@@ -54,6 +54,7 @@ public enum StoreChecker {
         let lock = try LogStore.lockDirectory(directory, fileIO: fileIO)
         defer { lock.release() }
         var report = Report()
+        checkRegistry(directory: directory, fileIO: fileIO, findings: &report.findings)
         let topicsDirectory = joinPath(directory, "topics")
         for name in try LogStore.topicDirectoryNames(topicsDirectory, fileIO: fileIO) {
             let topicDirectory = joinPath(topicsDirectory, name)
@@ -75,6 +76,37 @@ public enum StoreChecker {
         return report
     }
 
+    /// The producer registry: source of truth, so damage is a fault; a torn last slot (an
+    /// init that crashed before its fsync returned) is a note.
+    static func checkRegistry(directory: String, fileIO: any FileIO, findings: inout [Finding]) {
+        let path = joinPath(directory, ProducerRegistry.fileName)
+        guard fileIO.exists(path) else { return }
+        do {
+            let bytes = try fileIO.readWholeFile(path, bytesMax: Limits.producerNamesMax * ProducerRegistry.slotBytes * 4)
+            if let torn = try ProducerRegistry.verify(bytes, path: path) {
+                findings.append(Finding(isFault: false, path: path, position: Int64(torn), message: "a torn last record of \(bytes.count - torn) bytes (an init that was never answered); the next open cuts it"))
+            }
+        } catch let error as StorageError {
+            findings.append(Finding(isFault: true, path: path, message: error.message))
+        } catch {
+            findings.append(Finding(isFault: true, path: path, message: "\(error)"))
+        }
+    }
+
+    /// Replay-protection snapshots are derived: an unreadable one is a note (the next open
+    /// rebuilds the state from the log).
+    static func checkSnapshots(directory: String, names: [String], fileIO: any FileIO, findings: inout [Finding]) {
+        for name in names where ReplaySnapshot.offset(ofFileName: name) != nil {
+            let path = joinPath(directory, name)
+            var state = ReplayState(producerExpirationMilliseconds: 1)
+            do {
+                _ = try ReplaySnapshot.decode(try fileIO.readWholeFile(path, bytesMax: Limits.snapshotBytesMax), into: &state, name: path)
+            } catch {
+                findings.append(Finding(isFault: false, path: path, message: "replay-protection snapshot is unreadable (\(error)); the next open rebuilds the state from the log"))
+            }
+        }
+    }
+
     /// Checks one partition directory (no lock taken: the caller holds it or owns the disk).
     public static func checkPartition(directory: String, topic: String, partition: Int, fileIO: any FileIO) -> (PartitionSummary, [Finding]) {
         var summary = PartitionSummary(topic: topic, partition: partition)
@@ -89,6 +121,7 @@ public enum StoreChecker {
             return
         }
         let names = (try? fileIO.list(directory)) ?? []
+        checkSnapshots(directory: directory, names: names, fileIO: fileIO, findings: &findings)
         let bases = names.compactMap { SegmentFileName.parse($0).flatMap { $0.kind == .log ? $0.baseOffset : nil } }.sorted()
         var silent = Logger(label: "lodestone.check")
         silent.logLevel = .critical

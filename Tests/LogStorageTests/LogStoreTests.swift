@@ -183,6 +183,30 @@ final class StoreCheckerTests: XCTestCase {
         XCTAssertTrue(report.findings[0].message.hasPrefix("torn tail of 40 bytes"), report.findings[0].message)
     }
 
+    func testCheckReadsTheProducerRegistryAndSnapshots() async throws {
+        let directory = try temporaryDirectory(self) + "/data"
+        try await makeStore(directory)
+        let pool = IOThreadPool(threadCount: 1)
+        defer { pool.shutdown() }
+        let store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: smallConfiguration(), executor: pool, logger: quietLogger))
+        _ = try await store.initializeProducer(name: "one")
+        _ = try await store.initializeProducer(name: "two")
+        try await store.close()
+        XCTAssertEqual(try StoreChecker.check(directory: directory, fileIO: PosixFileIO()).findings, [])
+        let snapshot = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/topics/events/0").first { $0.hasSuffix(".snapshot") })
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: "\(directory)/topics/events/0/\(snapshot)"))
+        var report = try StoreChecker.check(directory: directory, fileIO: PosixFileIO())
+        XCTAssertEqual(report.faultCount, 0, "a snapshot is derived: unreadable is a note")
+        XCTAssertEqual(report.findings.count, 1)
+        let registry = "\(directory)/producers.registry"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: registry))
+        bytes[20] ^= 0x04
+        try bytes.write(to: URL(fileURLWithPath: registry))
+        report = try StoreChecker.check(directory: directory, fileIO: PosixFileIO())
+        XCTAssertEqual(report.faultCount, 1, "the registry is source of truth: damage is a fault")
+        XCTAssertEqual(report.findings.first { $0.isFault }?.path, registry)
+    }
+
     func testIndexThatDisagreesWithTheLogIsAFault() async throws {
         let directory = try temporaryDirectory(self) + "/data"
         try await makeStore(directory)
