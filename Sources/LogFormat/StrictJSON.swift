@@ -34,6 +34,21 @@ public indirect enum JSONValue: Equatable, Sendable {
         return Int64(text)
     }
 
+    /// The value as JSON text: objects keep their key order, numbers their text.
+    public var json: String {
+        switch self {
+        case .object(let pairs): return "{" + pairs.map { StrictJSON.quote($0.key) + ":" + $0.value.json }.joined(separator: ",") + "}"
+        case .array(let values): return "[" + values.map(\.json).joined(separator: ",") + "]"
+        case .string(let text): return StrictJSON.quote(text)
+        case .number(let text): return text
+        case .bool(let value): return value ? "true" : "false"
+        case .null: return "null"
+        }
+    }
+
+    /// An integer as a JSON number.
+    public static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
+
     public var typeName: String {
         switch self {
         case .object: return "an object"

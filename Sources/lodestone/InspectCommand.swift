@@ -49,6 +49,7 @@ struct InspectCommand: ParsableCommand {
                 ("compression", .string(header.attributes.compression.map { "\($0)" } ?? "code \(header.attributes.compressionCode)")),
                 ("producerId", .integer(header.producerId)), ("producerEpoch", .integer(Int64(header.producerEpoch))),
                 ("baseSequence", .integer(Int64(header.baseSequence))), ("crc", .string(String(header.crc, radix: 16))),
+                ("control", .bool(header.attributes.isControl)),
             ]
             if let records = batch.records {
                 pairs.append(("recordList", .array(records.map { record in
