@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -57,6 +58,11 @@ let package = Package(
         .target(
             name: "LogSimulation",
             dependencies: ["LogIO", "LogFormat"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "WireProtocol",
+            dependencies: ["LogFormat", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         // The seeded crash-and-fault simulation of the storage layer; test support, shared by
@@ -102,6 +108,16 @@ let package = Package(
             name: "LogFormatTests",
             dependencies: ["LogFormat"],
             resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WireProtocolTests",
+            dependencies: [
+                "WireProtocol", "LogFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,291 @@
+import LogFormat
+import NIOCore
+
+/// Request kinds (a response's kind is its request's | 0x8000).
+public enum MessageKind: UInt16, Sendable, CaseIterable {
+    case hello = 1
+    case createTopic = 2
+    case listTopics = 3
+    case describeTopic = 4
+    case initProducer = 5
+    case append = 6
+    case fetch = 7
+    case listOffsets = 8
+    case health = 9
+}
+
+public enum ProtocolVersion {
+    /// The versions this build speaks.
+    public static let minimum: UInt16 = 1
+    public static let current: UInt16 = 1
+}
+
+// MARK: Requests
+
+public struct HelloRequest: Equatable, Sendable {
+    public var minimumVersion: UInt16
+    public var maximumVersion: UInt16
+    public var clientName: String
+    /// Empty when the client has none.
+    public var token: String
+
+    public init(minimumVersion: UInt16 = ProtocolVersion.minimum, maximumVersion: UInt16 = ProtocolVersion.current, clientName: String, token: String) {
+        self.minimumVersion = minimumVersion
+        self.maximumVersion = maximumVersion
+        self.clientName = clientName
+        self.token = token
+    }
+}
+
+public struct HelloReply: Equatable, Sendable {
+    public var version: UInt16
+    public var serverName: String
+    public var frameBytesMax: UInt32
+    public var inFlightRequestsMax: UInt32
+
+    public init(version: UInt16, serverName: String, frameBytesMax: UInt32, inFlightRequestsMax: UInt32) {
+        self.version = version
+        self.serverName = serverName
+        self.frameBytesMax = frameBytesMax
+        self.inFlightRequestsMax = inFlightRequestsMax
+    }
+}
+
+/// A topic as the protocol describes it.
+public struct TopicInfo: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable {
+        case raw = 0
+        case flip = 1
+    }
+
+    public struct PartitionOffsets: Equatable, Sendable {
+        public var start: Int64
+        /// The offset after the last durable record.
+        public var end: Int64
+
+        public init(start: Int64, end: Int64) {
+            self.start = start
+            self.end = end
+        }
+    }
+
+    public var name: String
+    public var partitionCount: UInt32
+    public var kind: Kind
+    public var createdAt: Int64
+    /// Flip topics: state to polarity, sorted by state; nil when the topic has none.
+    public var polarityMap: [(state: String, polarity: Int8)]?
+    public var stormIntervalMilliseconds: Int64
+    public var stormEnter: UInt32
+    public var stormExit: UInt32
+    /// Per partition, when the server says (describe).
+    public var partitions: [PartitionOffsets]
+
+    public init(
+        name: String, partitionCount: UInt32, kind: Kind, createdAt: Int64 = 0, polarityMap: [(state: String, polarity: Int8)]? = nil,
+        stormIntervalMilliseconds: Int64 = 60_000, stormEnter: UInt32 = 5, stormExit: UInt32 = 2, partitions: [PartitionOffsets] = []
+    ) {
+        self.name = name
+        self.partitionCount = partitionCount
+        self.kind = kind
+        self.createdAt = createdAt
+        self.polarityMap = polarityMap
+        self.stormIntervalMilliseconds = stormIntervalMilliseconds
+        self.stormEnter = stormEnter
+        self.stormExit = stormExit
+        self.partitions = partitions
+    }
+
+    public static func == (a: TopicInfo, b: TopicInfo) -> Bool {
+        a.name == b.name && a.partitionCount == b.partitionCount && a.kind == b.kind && a.createdAt == b.createdAt
+            && a.polarityMap?.map(\.state) == b.polarityMap?.map(\.state) && a.polarityMap?.map(\.polarity) == b.polarityMap?.map(\.polarity)
+            && a.stormIntervalMilliseconds == b.stormIntervalMilliseconds && a.stormEnter == b.stormEnter && a.stormExit == b.stormExit
+            && a.partitions == b.partitions
+    }
+}
+
+public struct AppendRequest: Equatable, Sendable {
+    public enum Ack: UInt8, Sendable {
+        case durable = 0
+        case written = 1
+        /// No response is sent at all.
+        case none = 2
+    }
+
+    public var topic: String
+    public var partition: UInt32
+    public var ack: Ack
+    /// Whole RecordBatch v2 byte blocks, appended in this order.
+    public var batches: [ByteBuffer]
+
+    public init(topic: String, partition: UInt32, ack: Ack, batches: [ByteBuffer]) {
+        self.topic = topic
+        self.partition = partition
+        self.ack = ack
+        self.batches = batches
+    }
+}
+
+/// What happened to one batch of an append.
+public struct BatchResult: Equatable, Sendable {
+    public enum Outcome: UInt8, Sendable {
+        case committed = 0
+        case duplicate = 1
+        case refused = 2
+        case fenced = 3
+        case outOfOrder = 4
+        case unknownProducer = 5
+
+        public var name: String {
+            switch self {
+            case .committed: return "committed"
+            case .duplicate: return "duplicate"
+            case .refused: return "refused"
+            case .fenced: return "fenced"
+            case .outOfOrder: return "out_of_order"
+            case .unknownProducer: return "unknown_producer"
+            }
+        }
+    }
+
+    /// `.none` when the batch has an outcome; otherwise the failure (the outcome fields
+    /// are then meaningless).
+    public var error: ErrorCode
+    public var message: String
+    public var outcome: Outcome
+    public var baseOffset: Int64
+    public var lastOffset: Int64
+    public var appendTime: Int64
+    public var refusals: [RecordRefusal]
+
+    public init(error: ErrorCode = .none, message: String = "", outcome: Outcome = .committed, baseOffset: Int64 = -1, lastOffset: Int64 = -1, appendTime: Int64 = -1, refusals: [RecordRefusal] = []) {
+        self.error = error
+        self.message = message
+        self.outcome = outcome
+        self.baseOffset = baseOffset
+        self.lastOffset = lastOffset
+        self.appendTime = appendTime
+        self.refusals = refusals
+    }
+}
+
+public struct FetchRequest: Equatable, Sendable {
+    public var topic: String
+    public var partition: UInt32
+    public var offset: Int64
+    public var maxBytes: UInt32
+    /// How long to wait for data when there is none at `offset` yet.
+    public var maxWaitMilliseconds: UInt32
+
+    public init(topic: String, partition: UInt32, offset: Int64, maxBytes: UInt32, maxWaitMilliseconds: UInt32) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.maxBytes = maxBytes
+        self.maxWaitMilliseconds = maxWaitMilliseconds
+    }
+}
+
+public struct FetchReply: Equatable, Sendable {
+    public var logStart: Int64
+    /// The offset after the last durable record.
+    public var durableEnd: Int64
+    /// Where to fetch from next.
+    public var nextOffset: Int64
+    /// Whole batches, back to back, as stored.
+    public var records: ByteBuffer
+
+    public init(logStart: Int64, durableEnd: Int64, nextOffset: Int64, records: ByteBuffer) {
+        self.logStart = logStart
+        self.durableEnd = durableEnd
+        self.nextOffset = nextOffset
+        self.records = records
+    }
+}
+
+public struct ListOffsetsRequest: Equatable, Sendable {
+    public enum Mode: UInt8, Sendable {
+        case earliest = 0
+        case latest = 1
+        /// The first offset whose append time is at or after `time`.
+        case time = 2
+    }
+
+    public var topic: String
+    public var partition: UInt32
+    public var mode: Mode
+    public var time: Int64
+
+    public init(topic: String, partition: UInt32, mode: Mode, time: Int64 = 0) {
+        self.topic = topic
+        self.partition = partition
+        self.mode = mode
+        self.time = time
+    }
+}
+
+public struct ListOffsetsReply: Equatable, Sendable {
+    /// -1 when no record is that late.
+    public var offset: Int64
+    public var start: Int64
+    public var end: Int64
+
+    public init(offset: Int64, start: Int64, end: Int64) {
+        self.offset = offset
+        self.start = start
+        self.end = end
+    }
+}
+
+public struct HealthReply: Equatable, Sendable {
+    public var status: String
+    public var counters: [(name: String, value: Int64)]
+
+    public init(status: String, counters: [(name: String, value: Int64)]) {
+        self.status = status
+        self.counters = counters
+    }
+
+    public static func == (a: HealthReply, b: HealthReply) -> Bool {
+        a.status == b.status && a.counters.map(\.name) == b.counters.map(\.name) && a.counters.map(\.value) == b.counters.map(\.value)
+    }
+}
+
+public enum Request: Equatable, Sendable {
+    case hello(HelloRequest)
+    case createTopic(TopicInfo)
+    case listTopics
+    case describeTopic(String)
+    /// With a name, the named identity's next epoch; without, a new anonymous identity.
+    case initProducer(name: String?)
+    case append(AppendRequest)
+    case fetch(FetchRequest)
+    case listOffsets(ListOffsetsRequest)
+    case health
+
+    public var kind: MessageKind {
+        switch self {
+        case .hello: return .hello
+        case .createTopic: return .createTopic
+        case .listTopics: return .listTopics
+        case .describeTopic: return .describeTopic
+        case .initProducer: return .initProducer
+        case .append: return .append
+        case .fetch: return .fetch
+        case .listOffsets: return .listOffsets
+        case .health: return .health
+        }
+    }
+}
+
+public enum Reply: Equatable, Sendable {
+    case hello(HelloReply)
+    /// createTopic and describeTopic.
+    case topic(TopicInfo)
+    case topics([TopicInfo])
+    case producer(producerId: Int64, epoch: Int16)
+    case append([BatchResult])
+    case fetch(FetchReply)
+    case listOffsets(ListOffsetsReply)
+    case health(HealthReply)
+}

@@ -1,0 +1,161 @@
+import LogFormat
+import NIOCore
+import NIOEmbedded
+import NIOTestUtils
+import WireProtocol
+import XCTest
+
+final class FrameCodecTests: XCTestCase {
+    func frame(_ id: UInt32, _ kind: UInt16, _ bytes: [UInt8]) -> Frame {
+        Frame(requestId: id, kind: kind, payload: ByteBuffer(bytes: bytes))
+    }
+
+    func encoded(_ frames: [Frame]) throws -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for frame in frames { try FrameEncoder().encode(data: frame, out: &buffer) }
+        return buffer
+    }
+
+    /// NIO's verifier feeds the bytes whole, one byte at a time, and in random pieces.
+    func testDecoderHandlesEverySplitOfTheInput() throws {
+        let frames = [frame(1, 6, [1, 2, 3]), frame(2, 0x8006, []), frame(0xFFFF_FFFF, 9, Array(repeating: 7, count: 3000))]
+        let input = try encoded(frames)
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: [(input, frames)]) { FrameDecoder() }
+    }
+
+    func testFrameLayoutIsLengthIdKindPayload() throws {
+        let bytes = try encoded([frame(0x0102_0304, 0x0506, [0xAA])])
+        XCTAssertEqual(Array(bytes.readableBytesView), [0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 0xAA])
+    }
+
+    func decodeThrows(_ bytes: [UInt8], frameBytesMax: Int = WireLimits.frameBytesMax) -> ProtocolError? {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)))
+        defer { _ = try? channel.finish() }
+        do {
+            try channel.writeInbound(ByteBuffer(bytes: bytes))
+            return nil
+        } catch {
+            return error as? ProtocolError
+        }
+    }
+
+    func testShortAndHugeLengthsAreRefusedBeforeAnyAllocation() {
+        XCTAssertEqual(decodeThrows([0, 0, 0, 5, 0, 0, 0, 0, 0])?.code, .malformed)
+        XCTAssertEqual(decodeThrows([0xFF, 0xFF, 0xFF, 0xFF])?.code, .frameTooLarge, "a 4 GiB claim fails at once, without waiting for it")
+        XCTAssertEqual(decodeThrows([0, 0, 0x10, 0x01], frameBytesMax: 4096)?.code, .frameTooLarge)
+    }
+
+    func testAHalfFrameWaitsAndEOFInTheMiddleIsAnError() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder()))
+        try channel.writeInbound(ByteBuffer(bytes: [0, 0, 0, 10, 0, 0]))
+        XCTAssertNil(try channel.readInbound(as: Frame.self))
+        XCTAssertThrowsError(try channel.finish()) { error in
+            XCTAssertEqual((error as? ProtocolError)?.code, .malformed)
+        }
+    }
+}
+
+final class MessageCodecTests: XCTestCase {
+    let batch = ByteBuffer(bytes: RecordBatch.make(values: [(Array("k".utf8), Array("v".utf8))], timestamp: 0).encoded())
+
+    var requests: [Request] {
+        [
+            .hello(HelloRequest(clientName: "test", token: "secret")),
+            .createTopic(TopicInfo(name: "prod/flips", partitionCount: 12, kind: .flip, polarityMap: [("leader", 1), ("follower", -1)], stormIntervalMilliseconds: 30_000, stormEnter: 4, stormExit: 1)),
+            .createTopic(TopicInfo(name: "raw", partitionCount: 1, kind: .raw)),
+            .listTopics,
+            .describeTopic("prod/flips"),
+            .initProducer(name: "emitter-7"),
+            .initProducer(name: nil),
+            .append(AppendRequest(topic: "t", partition: 3, ack: .durable, batches: [batch, batch])),
+            .append(AppendRequest(topic: "t", partition: 0, ack: .none, batches: [])),
+            .fetch(FetchRequest(topic: "t", partition: 2, offset: 99, maxBytes: 1 << 20, maxWaitMilliseconds: 500)),
+            .listOffsets(ListOffsetsRequest(topic: "t", partition: 1, mode: .time, time: -5)),
+            .health,
+        ]
+    }
+
+    func testEveryRequestRoundTrips() throws {
+        for request in requests {
+            let decoded = try Request.decode(kind: request.kind.rawValue, payload: request.encodePayload())
+            XCTAssertEqual(decoded, request)
+        }
+    }
+
+    func testEveryReplyRoundTrips() throws {
+        let replies: [(MessageKind, Result<Reply, ProtocolError>)] = [
+            (.hello, .success(.hello(HelloReply(version: 1, serverName: "lodestone", frameBytesMax: 8 << 20, inFlightRequestsMax: 64)))),
+            (.createTopic, .success(.topic(TopicInfo(name: "x", partitionCount: 2, kind: .raw, partitions: [.init(start: 0, end: 5), .init(start: 3, end: 3)])))),
+            (.listTopics, .success(.topics([TopicInfo(name: "a", partitionCount: 1, kind: .flip), TopicInfo(name: "b", partitionCount: 3, kind: .raw)]))),
+            (.initProducer, .success(.producer(producerId: 42, epoch: 7))),
+            (.append, .success(.append([
+                BatchResult(outcome: .committed, baseOffset: 10, lastOffset: 12, appendTime: 1_764_000_000_000),
+                BatchResult(outcome: .refused, refusals: [RecordRefusal(index: 1, reason: .replayed, message: "r: (1, 2) is not after (1, 3)")]),
+                BatchResult(error: .overloaded, message: "retry later"),
+            ]))),
+            (.fetch, .success(.fetch(FetchReply(logStart: 0, durableEnd: 100, nextOffset: 50, records: batch)))),
+            (.listOffsets, .success(.listOffsets(ListOffsetsReply(offset: -1, start: 0, end: 9)))),
+            (.health, .success(.health(HealthReply(status: "ok", counters: [("connections", 3), ("auth_failures", 0)])))),
+            (.fetch, .failure(ProtocolError(.offsetOutOfRange, "offset 9 is past 5"))),
+        ]
+        for (kind, result) in replies {
+            let frame = ResponsePayload.frame(requestId: 9, kind: kind, result)
+            XCTAssertTrue(frame.isResponse)
+            XCTAssertEqual(try ResponsePayload.decode(kind: kind, payload: frame.payload), result, "\(kind)")
+        }
+    }
+
+    func testUnknownKindTrailingBytesAndTruncationsAreErrorsNamingTheField() {
+        XCTAssertThrowsError(try Request.decode(kind: 77, payload: ByteBuffer())) { XCTAssertEqual(($0 as? ProtocolError)?.code, .unknownRequest) }
+        var trailing = Request.health.encodePayload()
+        trailing.writeInteger(UInt8(0))
+        XCTAssertThrowsError(try Request.decode(kind: MessageKind.health.rawValue, payload: trailing)) { XCTAssertEqual(($0 as? ProtocolError)?.code, .malformed) }
+        for request in requests {
+            let payload = request.encodePayload()
+            for length in 0..<payload.readableBytes {
+                XCTAssertThrowsError(try Request.decode(kind: request.kind.rawValue, payload: payload.getSlice(at: 0, length: length)!), "\(request.kind) cut at \(length)") { error in
+                    XCTAssertEqual((error as? ProtocolError)?.code, .malformed)
+                }
+            }
+        }
+    }
+
+    func testAbsurdCountsAreRefusedWithoutAllocating() {
+        var payload = ByteBuffer()
+        payload.writeWireStringForTest("t")
+        payload.writeInteger(UInt32(0))
+        payload.writeInteger(UInt8(0))
+        payload.writeInteger(UInt32.max)
+        XCTAssertThrowsError(try Request.decode(kind: MessageKind.append.rawValue, payload: payload)) { error in
+            XCTAssertTrue((error as? ProtocolError)?.message.contains("exceed the limit") ?? false, "\(error)")
+        }
+        var fits = ByteBuffer()
+        fits.writeWireStringForTest("t")
+        fits.writeInteger(UInt32(0))
+        fits.writeInteger(UInt8(0))
+        fits.writeInteger(UInt32(1000))
+        XCTAssertThrowsError(try Request.decode(kind: MessageKind.append.rawValue, payload: fits)) { error in
+            XCTAssertTrue((error as? ProtocolError)?.message.contains("cannot fit") ?? false, "\(error)")
+        }
+    }
+
+    func testInvalidUTF8InAStringIsMalformed() {
+        var payload = ByteBuffer()
+        payload.writeInteger(UInt16(2))
+        payload.writeBytes([0xC3, 0x28])
+        XCTAssertThrowsError(try Request.decode(kind: MessageKind.describeTopic.rawValue, payload: payload)) { XCTAssertEqual(($0 as? ProtocolError)?.code, .malformed) }
+    }
+
+    func testEveryErrorCodeHasAUniqueName() {
+        let names = ErrorCode.allCases.map(\.name)
+        XCTAssertEqual(Set(names).count, names.count)
+        XCTAssertTrue(names.allSatisfy { !$0.isEmpty && $0 == $0.lowercased() })
+    }
+}
+
+extension ByteBuffer {
+    mutating func writeWireStringForTest(_ text: String) {
+        writeInteger(UInt16(text.utf8.count))
+        writeString(text)
+    }
+}
