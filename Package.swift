@@ -65,6 +65,27 @@ let package = Package(
             dependencies: ["LogFormat", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
+        .target(
+            name: "LogServer",
+            dependencies: [
+                "WireProtocol", "LogStorage", "LogFormat", "LogIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "LogClient",
+            dependencies: [
+                "WireProtocol", "LogFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The seeded crash-and-fault simulation of the storage layer; test support, shared by
         // the test suite and Tools/Simulate (long runs). No production module imports it.
         .target(
@@ -128,6 +149,16 @@ let package = Package(
         .testTarget(
             name: "LogStorageTests",
             dependencies: ["LogStorage", "LogSimulation", "LogStorageSimulation", "LogFormat", "LogIO", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LogServerTests",
+            dependencies: [
+                "LogServer", "LogClient", "LogStorage", "LogFormat", "LogIO", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -156,9 +156,16 @@ public final class LogStore: Sendable {
     /// Creates a topic with `partitionCount` partitions. The topic appears whole or not at
     /// all: it is built in `NAME.creating`, synced, then renamed into place.
     @discardableResult
-    public func createTopic(name: String, partitionCount: Int, kind: TopicKind, polarityMap: [String: Int8]? = nil) throws(StorageError) -> TopicConfiguration {
+    public func createTopic(
+        name: String, partitionCount: Int, kind: TopicKind, polarityMap: [String: Int8]? = nil,
+        stormIntervalMilliseconds: Int64? = nil, stormEnter: Int? = nil, stormExit: Int? = nil
+    ) throws(StorageError) -> TopicConfiguration {
         try TopicName.validate(name)
-        try TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: 0, polarityMap: polarityMap).checkPolarityMap()
+        let proposed = TopicConfiguration(
+            name: name, partitionCount: partitionCount, kind: kind, createdAt: 0, polarityMap: polarityMap,
+            stormIntervalMilliseconds: stormIntervalMilliseconds, stormEnter: stormEnter, stormExit: stormExit)
+        try proposed.checkPolarityMap()
+        try proposed.checkStorm()
         if !(1...Limits.topicPartitionCountMax).contains(partitionCount) {
             throw StorageError(.invalidArgument, "partition count must be 1 to \(Limits.topicPartitionCountMax), got \(partitionCount)")
         }
@@ -173,7 +180,8 @@ public final class LogStore: Sendable {
             if partitionTotal + partitionCount > Limits.storePartitionCountMax {
                 throw StorageError(.limitReached, "\(partitionCount) more partitions would exceed the store's limit of \(Limits.storePartitionCountMax)")
             }
-            let configuration = TopicConfiguration(name: name, partitionCount: partitionCount, kind: kind, createdAt: environment.clock.nowMilliseconds(), polarityMap: polarityMap)
+            var configuration = proposed
+            configuration.createdAt = environment.clock.nowMilliseconds()
             let final = joinPath(topicsDirectory, TopicName.directoryName(for: name))
             try build(configuration, at: final)
             var partitions: [PartitionLog] = []

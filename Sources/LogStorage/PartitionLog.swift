@@ -32,6 +32,8 @@ public struct PartitionStatistics: Sendable, Equatable {
     public var producersExpiredCount = 0
     public var snapshotCount = 0
 
+    public init() {}
+
     mutating func count(_ outcome: AppendOutcome) {
         switch outcome {
         case .fenced: fencedCount += 1
@@ -133,6 +135,9 @@ public final class PartitionLog: Sendable {
         var replay: ReplayState
         /// Retries of queued batches, waiting for the original's outcome.
         var waiters: [PendingBatchKey: [AppendCompletion]] = [:]
+        /// Readers waiting for durable data past an offset (long-poll fetches), by id.
+        var durableWaiters: [UInt64: (offset: Int64, callback: @Sendable () -> Void)] = [:]
+        var nextWaiterId: UInt64 = 0
         /// Registry statuses looked up while the registry's generation stayed the same.
         var registryCache: (generation: Int, statuses: [Int64: ProducerRegistry.Status]) = (-1, [:])
 
@@ -693,6 +698,7 @@ public final class PartitionLog: Sendable {
     /// replay-protection effects move to the durable state. Returns the active segment when
     /// a recovery checkpoint is due, and the retries that waited on the group's batches.
     private func sync(_ group: Group) throws(IOError) -> (SegmentState?, [(AppendOutcome, [AppendCompletion])]) {
+        defer { wakeDurableWaiters() }
         let file = state.withLock { $0.active.handle.file }
         let started = MonotonicClock.nanoseconds()
         try file.dataSync()
@@ -735,6 +741,36 @@ public final class PartitionLog: Sendable {
         logger.error("partition is read-only after an I/O error; restart to recover", metadata: ["error": "\(error)"])
         for append in unacknowledged + queued { append.completion?(.failure(failure)) }
         for waiter in waiters { waiter(.failure(failure)) }
+        wakeDurableWaiters(all: true)
+    }
+
+    // MARK: Waiting for data
+
+    /// Calls `callback` once durable data reaches past `offset` (or the partition fails or
+    /// closes); nil, without calling it, when that is so already. The id cancels it.
+    public func notifyWhenDurable(beyond offset: Int64, _ callback: @escaping @Sendable () -> Void) -> UInt64? {
+        state.withLock { state -> UInt64? in
+            if state.durableEnd > offset || state.failure != nil || state.closing || state.closed { return nil }
+            state.nextWaiterId += 1
+            state.durableWaiters[state.nextWaiterId] = (offset, callback)
+            return state.nextWaiterId
+        }
+    }
+
+    /// Forgets a waiter (its wait timed out); true when it was still waiting.
+    @discardableResult
+    public func cancelDurableWait(_ id: UInt64) -> Bool {
+        state.withLock { $0.durableWaiters.removeValue(forKey: id) != nil }
+    }
+
+    private func wakeDurableWaiters(all: Bool = false) {
+        let callbacks = state.withLock { state -> [@Sendable () -> Void] in
+            let end = state.durableEnd
+            let ready = state.durableWaiters.filter { all || $0.value.offset < end }
+            for id in ready.keys { state.durableWaiters[id] = nil }
+            return ready.values.map(\.callback)
+        }
+        for callback in callbacks { callback() }
     }
 
     // MARK: Replay-protection snapshots
@@ -856,6 +892,7 @@ public final class PartitionLog: Sendable {
             return state.closeCompletions
         }
         for completion in completions { completion(result) }
+        wakeDurableWaiters(all: true)
     }
 
     // MARK: Reading

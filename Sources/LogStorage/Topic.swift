@@ -23,13 +23,41 @@ public struct TopicConfiguration: Codable, Sendable, Equatable {
     /// Flip topics: the polarity of a state, for events that carry none (applied when
     /// events are read; stored events never change). Absent when the topic has none.
     public var polarityMap: [String: Int8]?
+    /// Storm parameters live Pauli-Z keeps for this topic (spec section 6), fixed at
+    /// creation: interval S (ms), enter threshold E, exit threshold X < E.
+    public var stormIntervalMilliseconds: Int64?
+    public var stormEnter: Int?
+    public var stormExit: Int?
 
-    public init(name: String, partitionCount: Int, kind: TopicKind, createdAt: Int64, polarityMap: [String: Int8]? = nil) {
+    public static let defaultStormIntervalMilliseconds: Int64 = 60_000
+    public static let defaultStormEnter = 5
+    public static let defaultStormExit = 2
+
+    public init(
+        name: String, partitionCount: Int, kind: TopicKind, createdAt: Int64, polarityMap: [String: Int8]? = nil,
+        stormIntervalMilliseconds: Int64? = nil, stormEnter: Int? = nil, stormExit: Int? = nil
+    ) {
         self.name = name
         self.partitionCount = partitionCount
         self.kind = kind
         self.createdAt = createdAt
         self.polarityMap = polarityMap
+        self.stormIntervalMilliseconds = stormIntervalMilliseconds
+        self.stormEnter = stormEnter
+        self.stormExit = stormExit
+    }
+
+    /// The storm parameters in force (the defaults where none were given).
+    public var storm: (intervalMilliseconds: Int64, enter: Int, exit: Int) {
+        (stormIntervalMilliseconds ?? Self.defaultStormIntervalMilliseconds, stormEnter ?? Self.defaultStormEnter, stormExit ?? Self.defaultStormExit)
+    }
+
+    /// Checks the storm parameters: interval positive, enter at least 1, exit below enter.
+    public func checkStorm() throws(StorageError) {
+        let (interval, enter, exit) = storm
+        if interval <= 0 || interval > 366 * 86_400_000 { throw StorageError(.invalidArgument, "storm interval must be 1 ms to 366 days, got \(interval) ms") }
+        if enter < 1 || enter > 1_000_000 { throw StorageError(.invalidArgument, "storm enter threshold must be 1 to 1000000, got \(enter)") }
+        if exit < 0 || exit >= enter { throw StorageError(.invalidArgument, "storm exit threshold must be at least 0 and below the enter threshold \(enter), got \(exit)") }
     }
 
     /// Checks the polarity map: states of 1 to 64 bytes, polarities -1, 0 or 1, only for

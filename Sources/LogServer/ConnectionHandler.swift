@@ -1,0 +1,196 @@
+import LogStorage
+import Logging
+import NIOCore
+import Synchronization
+import WireProtocol
+
+/// One connection: the handshake, then requests answered in the order they came,
+/// whenever their work completes. Thin: decoding is the codec's, work is the router's;
+/// this keeps order, counts what is outstanding, and applies backpressure.
+///
+/// Backpressure: the handler intercepts `read`. While `inFlightMax` requests are
+/// outstanding, or the channel is not writable (the peer is not reading its responses),
+/// it does not ask for more bytes; it asks again when both clear. So a slow or greedy
+/// client slows itself, and nothing is buffered without bound.
+final class ConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = Frame
+    typealias OutboundOut = Frame
+
+    enum Phase {
+        case awaitingHello
+        case ready(Principal)
+        /// After an error that ends the connection: answer what came before, then close.
+        case closing
+    }
+
+    /// What request `index` is answered with, once known.
+    enum Slot {
+        case response(Frame)
+        case none
+    }
+
+    private var phase = Phase.awaitingHello
+    private var nextIndex: UInt64 = 0
+    private var nextToWrite: UInt64 = 0
+    private var completed: [UInt64: Slot] = [:]
+    private var readSuppressed = false
+    private var context: ChannelHandlerContext?
+
+    let router: RequestRouter
+    let tokens: TokenFile?
+    let counters: ServerCounters
+    let logger: Logger
+    let serverName: String
+    let inFlightMax: Int
+
+    init(router: RequestRouter, tokens: TokenFile?, counters: ServerCounters, logger: Logger, serverName: String, inFlightMax: Int) {
+        self.router = router
+        self.tokens = tokens
+        self.counters = counters
+        self.logger = logger
+        self.serverName = serverName
+        self.inFlightMax = inFlightMax
+    }
+
+    private var inFlight: Int { Int(nextIndex - nextToWrite) }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        counters.requests.add(1, ordering: .relaxed)
+        if case .closing = phase { return }
+        let index = nextIndex
+        nextIndex += 1
+        let kind = MessageKind(rawValue: frame.kind)
+        let request: Request
+        do {
+            request = try Request.decode(kind: frame.kind, payload: frame.payload)
+        } catch {
+            counters.malformedFrames.add(1, ordering: .relaxed)
+            return fail(index: index, requestId: frame.requestId, kind: kind ?? .hello, error)
+        }
+        switch phase {
+        case .closing:
+            return
+        case .awaitingHello:
+            guard case .hello(let hello) = request else {
+                return fail(index: index, requestId: frame.requestId, kind: request.kind, ProtocolError(.handshakeRequired, "the first request must be a hello"))
+            }
+            greet(hello, index: index, requestId: frame.requestId)
+        case .ready(let principal):
+            if case .hello = request {
+                return fail(index: index, requestId: frame.requestId, kind: .hello, ProtocolError(.handshakeRequired, "a second hello on one connection"))
+            }
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            let requestId = frame.requestId
+            let requestKind = request.kind
+            router.handle(request, principal: principal, eventLoop: eventLoop) { result in
+                eventLoop.execute {
+                    loopBound.value.complete(index: index, slot: result.map { .response(ResponsePayload.frame(requestId: requestId, kind: requestKind, $0)) } ?? .none)
+                }
+            }
+        }
+    }
+
+    private func greet(_ hello: HelloRequest, index: UInt64, requestId: UInt32) {
+        if hello.maximumVersion < ProtocolVersion.minimum || hello.minimumVersion > ProtocolVersion.current {
+            return fail(index: index, requestId: requestId, kind: .hello, ProtocolError(
+                .unsupportedVersion, "the client speaks versions \(hello.minimumVersion) to \(hello.maximumVersion); this server speaks \(ProtocolVersion.minimum) to \(ProtocolVersion.current)"))
+        }
+        let principal: Principal
+        if let tokens {
+            guard let known = tokens.principal(for: hello.token) else {
+                counters.authFailures.add(1, ordering: .relaxed)
+                logger.warning("authentication failed", metadata: [
+                    "client": "\(hello.clientName)", "peer": "\(context?.channel.remoteAddress?.description ?? "?")",
+                    "tokenBytes": "\(hello.token.utf8.count)",
+                ])
+                return fail(index: index, requestId: requestId, kind: .hello, ProtocolError(.unauthenticated, "the token is not one this server knows"))
+            }
+            principal = known
+        } else {
+            principal = .open
+        }
+        phase = .ready(principal)
+        let version = min(hello.maximumVersion, ProtocolVersion.current)
+        let reply = HelloReply(version: version, serverName: serverName, frameBytesMax: UInt32(WireLimits.frameBytesMax), inFlightRequestsMax: UInt32(inFlightMax))
+        complete(index: index, slot: .response(ResponsePayload.frame(requestId: requestId, kind: .hello, .success(.hello(reply)))))
+    }
+
+    /// Answers request `index` with an error and closes the connection once everything
+    /// before it is answered.
+    private func fail(index: UInt64, requestId: UInt32, kind: MessageKind, _ error: ProtocolError) {
+        phase = .closing
+        complete(index: index, slot: .response(ResponsePayload.frame(requestId: requestId, kind: kind, .failure(error))))
+    }
+
+    // MARK: Responses in order
+
+    func complete(index: UInt64, slot: Slot) {
+        guard let context else { return }
+        completed[index] = slot
+        var wrote = false
+        while let next = completed.removeValue(forKey: nextToWrite) {
+            if case .response(let frame) = next {
+                context.write(wrapOutboundOut(frame), promise: nil)
+                wrote = true
+            }
+            nextToWrite += 1
+        }
+        if wrote { context.flush() }
+        if case .closing = phase, nextToWrite == nextIndex {
+            context.close(promise: nil)
+            return
+        }
+        resumeReadingIfPossible(context)
+    }
+
+    // MARK: Backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if inFlight >= inFlightMax || !context.channel.isWritable {
+            readSuppressed = true
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfPossible(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReadingIfPossible(_ context: ChannelHandlerContext) {
+        guard readSuppressed, inFlight < inFlightMax, context.channel.isWritable else { return }
+        readSuppressed = false
+        context.read()
+    }
+
+    // MARK: Errors and idleness
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let protocolError = error as? ProtocolError {
+            counters.malformedFrames.add(1, ordering: .relaxed)
+            let index = nextIndex
+            nextIndex += 1
+            logger.info("closing a connection that sent a bad frame", metadata: ["peer": "\(context.channel.remoteAddress?.description ?? "?")", "error": "\(protocolError)"])
+            return fail(index: index, requestId: 0, kind: .hello, protocolError)
+        }
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, inFlight == 0 {
+            logger.debug("closing an idle connection", metadata: ["peer": "\(context.channel.remoteAddress?.description ?? "?")"])
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

@@ -1,0 +1,129 @@
+import LogIO
+import LogStorage
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import WireProtocol
+
+/// LogServer puts a `LogStore` on the network: SwiftNIO with thin handlers
+/// (`ConnectionHandler`), storage work off the event loops (`RequestRouter`), auth
+/// (`TokenFile`), and limits on connections, frames, in-flight requests and idle time.
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 7400
+    /// Nil: no authentication (allowed on loopback, or with `insecure`).
+    public var tokens: TokenFile?
+    public var connectionsMax = 1024
+    public var idleTimeoutSeconds: Int64 = 300
+    public var inFlightRequestsMax = WireLimits.inFlightRequestsMax
+    public var eventLoopThreads = 2
+    public var serverName = "lodestone"
+
+    public init() {}
+}
+
+public final class LodestoneServer: Sendable {
+    public let localAddress: SocketAddress
+    let group: MultiThreadedEventLoopGroup
+    let serverChannel: any Channel
+    let store: LogStore
+    let counters: ServerCounters
+    let children: OpenChannels
+    let logger: Logger
+
+    private init(localAddress: SocketAddress, group: MultiThreadedEventLoopGroup, serverChannel: any Channel, store: LogStore, counters: ServerCounters, children: OpenChannels, logger: Logger) {
+        self.localAddress = localAddress
+        self.group = group
+        self.serverChannel = serverChannel
+        self.store = store
+        self.counters = counters
+        self.children = children
+        self.logger = logger
+    }
+
+    /// Binds and starts accepting. `executor` runs blocking storage work (reads, topic
+    /// creation, producer inits).
+    public static func start(configuration: ServerConfiguration, store: LogStore, executor: any BlockingExecutor, logger: Logger) async throws -> LodestoneServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
+        let counters = ServerCounters()
+        let router = RequestRouter(store: store, executor: executor, counters: counters)
+        let children = OpenChannels()
+        let tokens = configuration.tokens
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 1 << 20, high: 8 << 20))
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                let active = counters.connections.wrappingAdd(1, ordering: .relaxed).newValue
+                counters.connectionsTotal.add(1, ordering: .relaxed)
+                let id = ObjectIdentifier(channel)
+                children.channels.withLock { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in
+                    counters.connections.subtract(1, ordering: .relaxed)
+                    children.channels.withLock { _ = $0.removeValue(forKey: id) }
+                }
+                if active > configuration.connectionsMax {
+                    counters.connectionsRefused.add(1, ordering: .relaxed)
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    }.flatMap {
+                        let refusal = ResponsePayload.frame(requestId: 0, kind: .hello, .failure(ProtocolError(.tooManyConnections, "the server holds its limit of \(configuration.connectionsMax) connections")))
+                        return channel.writeAndFlush(refusal).flatMap { channel.close() }
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: .seconds(configuration.idleTimeoutSeconds)),
+                        ByteToMessageHandler(FrameDecoder(frameBytesMax: WireLimits.frameBytesMax)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ConnectionHandler(
+                            router: router, tokens: tokens, counters: counters, logger: logger, serverName: configuration.serverName,
+                            inFlightMax: configuration.inFlightRequestsMax),
+                    ])
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        let server = LodestoneServer(
+            localAddress: channel.localAddress!, group: group, serverChannel: channel, store: store, counters: counters, children: children, logger: logger)
+        logger.info("listening", metadata: ["address": "\(channel.localAddress!)", "auth": "\(tokens == nil ? "off" : "on")"])
+        return server
+    }
+
+    /// Graceful shutdown: stop accepting; close the store, which lets every partition's
+    /// writer finish what is queued (those appends are answered) and writes the
+    /// clean-shutdown records; give connections a moment to send those answers; close them.
+    public func shutdown() async {
+        logger.info("shutting down: no new connections")
+        try? await serverChannel.close()
+        do {
+            try await store.close()
+        } catch {
+            logger.error("closing the store failed; the next start recovers as after a crash", metadata: ["error": "\(error)"])
+        }
+        try? await Task.sleep(for: .milliseconds(100))
+        for channel in children.channels.withLock({ Array($0.values) }) { try? await channel.close() }
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters).health() }
+}
+
+/// The connections open now, to close them at shutdown.
+final class OpenChannels: Sendable {
+    let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+}
+
+/// Runs jobs on the caller's thread; for reading counters only.
+struct SameThread: BlockingExecutor {
+    func execute(_ job: @escaping @Sendable () -> Void) { job() }
+}

@@ -1,0 +1,296 @@
+import LogFormat
+import LogIO
+import LogStorage
+import NIOCore
+import Synchronization
+import WireProtocol
+
+/// Counters of the server itself, for `health`.
+final class ServerCounters: Sendable {
+    let connections = Atomic<Int>(0)
+    let connectionsTotal = Atomic<Int>(0)
+    let connectionsRefused = Atomic<Int>(0)
+    let authFailures = Atomic<Int>(0)
+    let requests = Atomic<Int>(0)
+    let malformedFrames = Atomic<Int>(0)
+}
+
+/// Carries out requests against the store, for a principal. Storage work that blocks
+/// (reads, topic creation, producer init) runs on the store's I/O threads; appends are
+/// queued without blocking and answered from the partition writers' threads. Never on an
+/// event loop thread.
+final class RequestRouter: Sendable {
+    let store: LogStore
+    let executor: any BlockingExecutor
+    let counters: ServerCounters
+
+    init(store: LogStore, executor: any BlockingExecutor, counters: ServerCounters) {
+        self.store = store
+        self.executor = executor
+        self.counters = counters
+    }
+
+    typealias Reply = @Sendable (Result<WireProtocol.Reply, ProtocolError>?) -> Void
+
+    /// Answers `request` through `reply`, exactly once (`nil`: no response, for ack none).
+    func handle(_ request: Request, principal: Principal, eventLoop: any EventLoop, reply: @escaping Reply) {
+        switch request {
+        case .hello:
+            reply(.failure(ProtocolError(.handshakeRequired, "a second hello on one connection")))
+        case .createTopic(let info):
+            guard principal.allows(.admin, on: info.name) else { return reply(.failure(unauthorized(principal, .admin, info.name))) }
+            blocking(reply) { () throws(StorageError) in .topic(self.info(try self.createTopic(info), withOffsets: true)) }
+        case .listTopics:
+            let topics = store.topicConfigurations.filter { principal.allows(.consume, on: $0.name) }
+            reply(.success(.topics(topics.map { info($0, withOffsets: false) })))
+        case .describeTopic(let name):
+            guard principal.allows(.consume, on: name) else { return reply(.failure(unauthorized(principal, .consume, name))) }
+            guard let topic = store.topic(name) else { return reply(.failure(ProtocolError(.notFound, "no topic \"\(name)\""))) }
+            reply(.success(.topic(info(topic.configuration, withOffsets: true))))
+        case .initProducer(let name):
+            guard principal.allowsAnywhere(.produce) else { return reply(.failure(ProtocolError(.unauthorized, "token \"\(principal.name)\" may not produce"))) }
+            blocking(reply) { () throws(StorageError) in
+                let identity = try self.store.producers.initialize(name: name)
+                return .producer(producerId: identity.producerId, epoch: identity.epoch)
+            }
+        case .append(let append):
+            guard principal.allows(.produce, on: append.topic) else { return reply(.failure(unauthorized(principal, .produce, append.topic))) }
+            self.append(append, reply: reply)
+        case .fetch(let fetch):
+            guard principal.allows(.consume, on: fetch.topic) else { return reply(.failure(unauthorized(principal, .consume, fetch.topic))) }
+            self.fetch(fetch, eventLoop: eventLoop, reply: reply)
+        case .listOffsets(let request):
+            guard principal.allows(.consume, on: request.topic) else { return reply(.failure(unauthorized(principal, .consume, request.topic))) }
+            blocking(reply) { () throws(StorageError) in
+                let partition = try self.store.partition(topic: request.topic, index: Int(request.partition))
+                let offsets = partition.offsets
+                let offset: Int64
+                switch request.mode {
+                case .earliest: offset = offsets.start
+                case .latest: offset = offsets.durableEnd
+                case .time: offset = try partition.offset(atOrAfterTime: request.time) ?? -1
+                }
+                return .listOffsets(ListOffsetsReply(offset: offset, start: offsets.start, end: offsets.durableEnd))
+            }
+        case .health:
+            reply(.success(.health(health())))
+        }
+    }
+
+    /// Runs blocking storage work on the I/O threads.
+    private func blocking(_ reply: @escaping Reply, _ work: @escaping @Sendable () throws(StorageError) -> WireProtocol.Reply) {
+        executor.execute {
+            do throws(StorageError) {
+                reply(.success(try work()))
+            } catch {
+                reply(.failure(Self.protocolError(error)))
+            }
+        }
+    }
+
+    private func createTopic(_ info: TopicInfo) throws(StorageError) -> TopicConfiguration {
+        var map: [String: Int8]?
+        if let entries = info.polarityMap {
+            map = [:]
+            for (state, polarity) in entries {
+                if map![state] != nil { throw StorageError(.invalidArgument, "polarity map names state \"\(state)\" twice") }
+                map![state] = polarity
+            }
+        }
+        return try store.createTopic(
+            name: info.name, partitionCount: Int(info.partitionCount), kind: info.kind == .flip ? .flip : .raw, polarityMap: map,
+            stormIntervalMilliseconds: info.stormIntervalMilliseconds, stormEnter: Int(info.stormEnter), stormExit: Int(info.stormExit))
+    }
+
+    func info(_ configuration: TopicConfiguration, withOffsets: Bool) -> TopicInfo {
+        let storm = configuration.storm
+        var partitions: [TopicInfo.PartitionOffsets] = []
+        if withOffsets, let topic = store.topic(configuration.name) {
+            partitions = topic.partitions.map { let offsets = $0.offsets; return .init(start: offsets.start, end: offsets.durableEnd) }
+        }
+        return TopicInfo(
+            name: configuration.name, partitionCount: UInt32(configuration.partitionCount), kind: configuration.kind == .flip ? .flip : .raw,
+            createdAt: configuration.createdAt, polarityMap: configuration.polarityMap?.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+            stormIntervalMilliseconds: storm.intervalMilliseconds, stormEnter: UInt32(storm.enter), stormExit: UInt32(storm.exit), partitions: partitions)
+    }
+
+    // MARK: Append
+
+    /// Queues every batch in order (each append call queues before it returns, so the
+    /// order holds), then answers when all have results.
+    private func append(_ request: AppendRequest, reply: @escaping Reply) {
+        let partition: PartitionLog
+        do {
+            partition = try store.partition(topic: request.topic, index: Int(request.partition))
+        } catch {
+            return reply(request.ack == .none ? nil : .failure(Self.protocolError(error)))
+        }
+        if request.ack == .none {
+            for batch in request.batches { partition.append(Array(batch.readableBytesView), ackMode: .none) { _ in } }
+            return reply(nil)
+        }
+        if request.batches.isEmpty { return reply(.success(.append([]))) }
+        let collector = AppendCollector(count: request.batches.count, reply: reply)
+        let ackMode: AckMode = request.ack == .durable ? .durable : .written
+        for (index, batch) in request.batches.enumerated() {
+            partition.append(Array(batch.readableBytesView), ackMode: ackMode) { result in
+                collector.set(index, Self.batchResult(result))
+            }
+        }
+    }
+
+    static func batchResult(_ result: Result<AppendOutcome, StorageError>) -> BatchResult {
+        switch result {
+        case .failure(let error):
+            let protocolError = protocolError(error)
+            return BatchResult(error: protocolError.code, message: protocolError.message)
+        case .success(let outcome):
+            switch outcome {
+            case .committed(let appended):
+                return BatchResult(outcome: .committed, baseOffset: appended.baseOffset, lastOffset: appended.lastOffset, appendTime: appended.appendTime)
+            case .duplicate(let appended):
+                return BatchResult(outcome: .duplicate, baseOffset: appended.baseOffset, lastOffset: appended.lastOffset, appendTime: appended.appendTime)
+            case .refused(let refusals):
+                return BatchResult(outcome: .refused, refusals: refusals)
+            case .fenced(let message):
+                return BatchResult(message: message, outcome: .fenced)
+            case .outOfOrder(let message):
+                return BatchResult(message: message, outcome: .outOfOrder)
+            case .unknownProducer(let message):
+                return BatchResult(message: message, outcome: .unknownProducer)
+            }
+        }
+    }
+
+    // MARK: Fetch
+
+    /// Reads on the I/O threads; with nothing to return yet and a wait asked for, waits for
+    /// durable data past the offset or the wait's end, whichever comes first.
+    private func fetch(_ request: FetchRequest, eventLoop: any EventLoop, reply: @escaping Reply) {
+        let partition: PartitionLog
+        do {
+            partition = try store.partition(topic: request.topic, index: Int(request.partition))
+        } catch {
+            return reply(.failure(Self.protocolError(error)))
+        }
+        let maxBytes = Int(min(request.maxBytes, UInt32(WireLimits.fetchBytesMax)))
+        let wait = min(request.maxWaitMilliseconds, WireLimits.fetchWaitMillisecondsMax)
+        let executor = self.executor
+        @Sendable func read() -> Result<WireProtocol.Reply, ProtocolError> {
+            do {
+                let result = try partition.read(from: request.offset, maxBytes: maxBytes)
+                let offsets = partition.offsets
+                return .success(.fetch(FetchReply(logStart: offsets.start, durableEnd: result.durableEndOffset, nextOffset: result.nextOffset, records: ByteBuffer(bytes: result.bytes))))
+            } catch {
+                return .failure(Self.protocolError(error))
+            }
+        }
+        executor.execute {
+            let first = read()
+            guard wait > 0, case .success(.fetch(let reply0)) = first, reply0.records.readableBytes == 0 else { return reply(first) }
+            let answered = Atomic<Bool>(false)
+            let id = partition.notifyWhenDurable(beyond: request.offset) {
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) { executor.execute { reply(read()) } }
+            }
+            guard let id else {
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) { reply(read()) }
+                return
+            }
+            eventLoop.scheduleTask(in: .milliseconds(Int64(wait))) {
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) {
+                    partition.cancelDurableWait(id)
+                    reply(first)
+                }
+            }
+        }
+    }
+
+    // MARK: Health
+
+    func health() -> HealthReply {
+        var statistics = PartitionStatistics()
+        var readOnly = 0
+        for topic in store.topicConfigurations {
+            for partition in store.topic(topic.name)?.partitions ?? [] {
+                let s = partition.statistics
+                statistics.appendCount += s.appendCount
+                statistics.fsyncCount += s.fsyncCount
+                statistics.truncationCount += s.truncationCount
+                statistics.producersExpiredCount += s.producersExpiredCount
+                statistics.duplicateCount += s.duplicateCount
+                statistics.fencedCount += s.fencedCount
+                statistics.refusedBatchCount += s.refusedBatchCount
+                statistics.overloadedCount += s.overloadedCount
+                statistics.clockStepBackCount += s.clockStepBackCount
+                statistics.indexRebuildCount += s.indexRebuildCount
+                if partition.failure != nil { readOnly += 1 }
+            }
+        }
+        func load(_ counter: borrowing Atomic<Int>) -> Int64 { Int64(counter.load(ordering: .relaxed)) }
+        var list: [(name: String, value: Int64)] = []
+        list.append(("connections", load(counters.connections)))
+        list.append(("connections_total", load(counters.connectionsTotal)))
+        list.append(("connections_refused", load(counters.connectionsRefused)))
+        list.append(("auth_failures", load(counters.authFailures)))
+        list.append(("requests", load(counters.requests)))
+        list.append(("malformed_frames", load(counters.malformedFrames)))
+        list.append(("topics", Int64(store.topicConfigurations.count)))
+        list.append(("read_only_partitions", Int64(readOnly)))
+        list.append(("appends", Int64(statistics.appendCount)))
+        list.append(("fsyncs", Int64(statistics.fsyncCount)))
+        list.append(("truncations", Int64(statistics.truncationCount)))
+        list.append(("index_rebuilds", Int64(statistics.indexRebuildCount)))
+        list.append(("producers_expired", Int64(statistics.producersExpiredCount)))
+        list.append(("duplicates", Int64(statistics.duplicateCount)))
+        list.append(("fenced", Int64(statistics.fencedCount)))
+        list.append(("refused_batches", Int64(statistics.refusedBatchCount)))
+        list.append(("overloaded", Int64(statistics.overloadedCount)))
+        list.append(("clock_steps_back", Int64(statistics.clockStepBackCount)))
+        return HealthReply(status: readOnly == 0 ? "ok" : "degraded: \(readOnly) partitions are read-only", counters: list)
+    }
+
+    // MARK: Errors
+
+    func unauthorized(_ principal: Principal, _ right: Right, _ topic: String) -> ProtocolError {
+        ProtocolError(.unauthorized, "token \"\(principal.name)\" has no \(right.rawValue) right on topic \"\(topic)\"")
+    }
+
+    static func protocolError(_ error: StorageError) -> ProtocolError {
+        let code: ErrorCode
+        switch error.code {
+        case .invalidBatch: code = .invalidBatch
+        case .overloaded: code = .overloaded
+        case .readOnly: code = .readOnly
+        case .closed: code = .shuttingDown
+        case .offsetOutOfRange: code = .offsetOutOfRange
+        case .corruption: code = .corruption
+        case .io: code = .ioError
+        case .notFound: code = .notFound
+        case .alreadyExists: code = .alreadyExists
+        case .invalidArgument: code = .invalidArgument
+        case .locked: code = .internalError
+        case .limitReached: code = .limitReached
+        }
+        return ProtocolError(code, error.message)
+    }
+}
+
+/// Collects the results of an append's batches, answering once all are in.
+final class AppendCollector: Sendable {
+    private let state: Mutex<(results: [BatchResult?], remaining: Int)>
+    private let reply: RequestRouter.Reply
+
+    init(count: Int, reply: @escaping RequestRouter.Reply) {
+        state = Mutex((Array(repeating: nil, count: count), count))
+        self.reply = reply
+    }
+
+    func set(_ index: Int, _ result: BatchResult) {
+        let done = state.withLock { state -> [BatchResult]? in
+            state.results[index] = result
+            state.remaining -= 1
+            return state.remaining == 0 ? state.results.map { $0! } : nil
+        }
+        if let done { reply(.success(.append(done))) }
+    }
+}
