@@ -24,11 +24,11 @@ final class TestServer {
         return logger
     }
 
-    init(tokens: TokenFile? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
-        directory = NSTemporaryDirectory() + "lodestone-server-" + UUID().uuidString
+    init(tokens: TokenFile? = nil, reopening: String? = nil, port: Int = 0, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
+        directory = reopening ?? NSTemporaryDirectory() + "lodestone-server-" + UUID().uuidString
         store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), executor: pool, logger: Self.quiet))
         var configuration = ServerConfiguration()
-        configuration.port = 0
+        configuration.port = port
         configuration.tokens = tokens
         configure(&configuration)
         server = try await LodestoneServer.start(configuration: configuration, store: store, executor: pool, logger: Self.quiet)
