@@ -99,6 +99,10 @@ let package = Package(
                 "LogFormat",
                 "LogIO",
                 "LogStorage",
+                "LogServer",
+                "LogClient",
+                "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -154,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "LogServerTests",
             dependencies: [
-                "LogServer", "LogClient", "LogStorage", "LogFormat", "LogIO", "WireProtocol",
+                "LogServer", "LogClient", "LogStorage", "LogFormat", "LogIO", "LogSimulation", "WireProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -43,20 +43,42 @@ final class ConnectionHandler: ChannelDuplexHandler {
     let logger: Logger
     let serverName: String
     let inFlightMax: Int
+    let handshakeTimeoutMilliseconds: Int64
+    private var handshakeDeadline: Scheduled<Void>?
 
-    init(router: RequestRouter, tokens: TokenFile?, counters: ServerCounters, logger: Logger, serverName: String, inFlightMax: Int) {
+    init(router: RequestRouter, tokens: TokenFile?, counters: ServerCounters, logger: Logger, serverName: String, inFlightMax: Int, handshakeTimeoutMilliseconds: Int64) {
         self.router = router
         self.tokens = tokens
         self.counters = counters
         self.logger = logger
         self.serverName = serverName
         self.inFlightMax = inFlightMax
+        self.handshakeTimeoutMilliseconds = handshakeTimeoutMilliseconds
     }
 
     private var inFlight: Int { Int(nextIndex - nextToWrite) }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        handshakeDeadline = context.eventLoop.scheduleTask(in: .milliseconds(handshakeTimeoutMilliseconds)) {
+            loopBound.value.handshakeExpired()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
+        self.context = nil
+    }
+
+    private func handshakeExpired() {
+        guard case .awaitingHello = phase, let context else { return }
+        counters.handshakeTimeouts.add(1, ordering: .relaxed)
+        logger.info("closing a connection that did not complete its hello in time", metadata: [
+            "peer": "\(context.channel.remoteAddress?.description ?? "?")", "milliseconds": "\(handshakeTimeoutMilliseconds)",
+        ])
+        context.close(promise: nil)
+    }
 
     // MARK: Requests
 
@@ -118,6 +140,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             principal = .open
         }
         phase = .ready(principal)
+        handshakeDeadline?.cancel()
+        handshakeDeadline = nil
         let version = min(hello.maximumVersion, ProtocolVersion.current)
         let reply = HelloReply(version: version, serverName: serverName, frameBytesMax: UInt32(WireLimits.frameBytesMax), inFlightRequestsMax: UInt32(inFlightMax))
         complete(index: index, slot: .response(ResponsePayload.frame(requestId: requestId, kind: .hello, .success(.hello(reply)))))

@@ -16,6 +16,9 @@ public struct ServerConfiguration: Sendable {
     public var tokens: TokenFile?
     public var connectionsMax = 1024
     public var idleTimeoutSeconds: Int64 = 300
+    /// A connection that has not completed its hello by then is closed, so that clients
+    /// that connect and trickle bytes (or nothing) cannot hold connections for long.
+    public var handshakeTimeoutMilliseconds: Int64 = 10_000
     public var inFlightRequestsMax = WireLimits.inFlightRequestsMax
     public var eventLoopThreads = 2
     public var serverName = "lodestone"
@@ -67,11 +70,9 @@ public final class LodestoneServer: Sendable {
                 }
                 if active > configuration.connectionsMax {
                     counters.connectionsRefused.add(1, ordering: .relaxed)
+                    let refusal = ResponsePayload.frame(requestId: 0, kind: .hello, .failure(ProtocolError(.tooManyConnections, "the server holds its limit of \(configuration.connectionsMax) connections")))
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
-                    }.flatMap {
-                        let refusal = ResponsePayload.frame(requestId: 0, kind: .hello, .failure(ProtocolError(.tooManyConnections, "the server holds its limit of \(configuration.connectionsMax) connections")))
-                        return channel.writeAndFlush(refusal).flatMap { channel.close() }
+                        try channel.pipeline.syncOperations.addHandlers([MessageToByteHandler(FrameEncoder()), RefusingHandler(refusal: refusal)])
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {
@@ -81,7 +82,7 @@ public final class LodestoneServer: Sendable {
                         MessageToByteHandler(FrameEncoder()),
                         ConnectionHandler(
                             router: router, tokens: tokens, counters: counters, logger: logger, serverName: configuration.serverName,
-                            inFlightMax: configuration.inFlightRequestsMax),
+                            inFlightMax: configuration.inFlightRequestsMax, handshakeTimeoutMilliseconds: configuration.handshakeTimeoutMilliseconds),
                     ])
                 }
             }
@@ -116,6 +117,35 @@ public final class LodestoneServer: Sendable {
     }
 
     public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters).health() }
+}
+
+/// Answers a connection past the limit with one refusal frame as soon as it is active, then
+/// closes it; reads nothing from it.
+final class RefusingHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = Frame
+    let refusal: Frame
+
+    init(refusal: Frame) { self.refusal = refusal }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { refuse(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        refuse(context)
+    }
+
+    private var refused = false
+
+    private func refuse(_ context: ChannelHandlerContext) {
+        guard !refused else { return }
+        refused = true
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(refusal)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
 /// The connections open now, to close them at shutdown.

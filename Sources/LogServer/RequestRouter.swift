@@ -13,6 +13,7 @@ final class ServerCounters: Sendable {
     let authFailures = Atomic<Int>(0)
     let requests = Atomic<Int>(0)
     let malformedFrames = Atomic<Int>(0)
+    let handshakeTimeouts = Atomic<Int>(0)
 }
 
 /// Carries out requests against the store, for a principal. Storage work that blocks
@@ -234,6 +235,7 @@ final class RequestRouter: Sendable {
         list.append(("auth_failures", load(counters.authFailures)))
         list.append(("requests", load(counters.requests)))
         list.append(("malformed_frames", load(counters.malformedFrames)))
+        list.append(("handshake_timeouts", load(counters.handshakeTimeouts)))
         list.append(("topics", Int64(store.topicConfigurations.count)))
         list.append(("read_only_partitions", Int64(readOnly)))
         list.append(("appends", Int64(statistics.appendCount)))
