@@ -11,6 +11,15 @@ public struct ConsumedRecord: Equatable, Sendable {
     public var key: [UInt8]?
     public var value: [UInt8]?
     public var headers: [RecordHeader]
+
+    public init(partition: Int, offset: Int64, appendTime: Int64, key: [UInt8]?, value: [UInt8]?, headers: [RecordHeader]) {
+        self.partition = partition
+        self.offset = offset
+        self.appendTime = appendTime
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
 }
 
 /// Reads one partition from an offset, in offset order, with one fetch always ahead: as

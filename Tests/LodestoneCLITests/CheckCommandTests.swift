@@ -7,34 +7,7 @@ import XCTest
 
 /// The built `lodestone` binary, run as a process, the way an operator runs it.
 final class CheckCommandTests: XCTestCase {
-    /// The binary `swift build` put beside this test bundle (on Linux the bundle URL is the
-    /// build directory itself; on other platforms, the .xctest bundle inside it).
-    static var binary: String {
-        let bundle = Bundle(for: CheckCommandTests.self).bundleURL
-        let candidates = [bundle.appendingPathComponent("lodestone"), bundle.deletingLastPathComponent().appendingPathComponent("lodestone")]
-        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]).path
-    }
-
-    struct Run {
-        var status: Int32
-        var output: String
-        var error: String
-    }
-
-    func run(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self), error: String(decoding: errorData, as: UTF8.self))
-    }
+    func run(_ arguments: [String]) throws -> ProcessRun { try Lodestone.run(arguments) }
 
     func makeStore() async throws -> String {
         let directory = NSTemporaryDirectory() + "lodestone-cli-" + UUID().uuidString
