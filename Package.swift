@@ -167,7 +167,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LodestoneCLITests",
-            dependencies: ["LogStorage", "LogFormat", "LogIO"],
+            dependencies: ["LogStorage", "LogFormat", "LogIO", "LogSimulation"],
             swiftSettings: strict
         ),
         .executableTarget(
