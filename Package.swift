@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C: CRC-32C with SSE4.2 (three interleaved streams) and a slicing-by-8 fallback.
@@ -116,6 +117,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Simulate",
+            swiftSettings: strict
+        ),
+        // Whole-system load over TCP against a running server: Tools/load.
+        .executableTarget(
+            name: "lodestone-load",
+            dependencies: [
+                "LogClient", "LogFormat", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/Load",
             swiftSettings: strict
         ),
         // Writes a small demo data directory (Tools/serve checks it until the server exists).

@@ -141,9 +141,11 @@ public final class PartitionLog: Sendable {
         /// Registry statuses looked up while the registry's generation stayed the same.
         var registryCache: (generation: Int, statuses: [Int64: ProducerRegistry.Status]) = (-1, [:])
 
+        /// The last segment, mutated in place: a get/set pair would copy the segment out
+        /// and back on every change, and with it (copy on write) its index arrays.
         var active: SegmentState {
             get { segments[segments.count - 1] }
-            set { segments[segments.count - 1] = newValue }
+            _modify { yield &segments[segments.count - 1] }
         }
 
         var durableEnd: Int64 { active.durableNextOffset }
@@ -504,26 +506,34 @@ public final class PartitionLog: Sendable {
         var roll: Bool
     }
 
-    /// One writer step: one group write and its fsync, then reschedules itself while work
-    /// remains (one step per turn keeps partitions sharing the pool fairly).
+    /// Writer steps taken in one turn on a pool thread before the writer goes to the back
+    /// of the pool's queue: enough to save the thread hand-off between most groups, few
+    /// enough that partitions sharing the pool take turns.
+    static let writerStepsPerTurn = 8
+
+    /// Writer steps: a group write and its fsync each, while work remains, up to
+    /// `writerStepsPerTurn`; then it reschedules itself if work remains.
     func runWriter() {
-        switch takeGroup() {
-        case .idle:
-            return
-        case .shutdown:
-            finishClose()
-            return
-        case .group(let group):
-            writeAndSync(group)
-            let again = state.withLock { state -> Bool in
-                if state.queue.isEmpty && !state.closing && state.failure == nil {
-                    state.writerScheduled = false
-                    return false
+        for _ in 0..<Self.writerStepsPerTurn {
+            switch takeGroup() {
+            case .idle:
+                return
+            case .shutdown:
+                finishClose()
+                return
+            case .group(let group):
+                writeAndSync(group)
+                let again = state.withLock { state -> Bool in
+                    if state.queue.isEmpty && !state.closing && state.failure == nil {
+                        state.writerScheduled = false
+                        return false
+                    }
+                    return true
                 }
-                return true
+                if !again { return }
             }
-            if again { scheduleWriter() }
         }
+        scheduleWriter()
     }
 
     enum WriterStep {

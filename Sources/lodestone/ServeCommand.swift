@@ -38,6 +38,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Threads for blocking file work (writes, fsyncs, reads).")
     var ioThreads = 4
 
+    @Option(help: "Network event loop threads.")
+    var eventLoopThreads = 2
+
     func run() async throws {
         try await reporting("serve") {
             var logger = Logger(label: "lodestone")
@@ -59,6 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.host = host
             configuration.port = port
             configuration.tokens = tokens
+            configuration.eventLoopThreads = max(1, eventLoopThreads)
             raiseOpenFileLimit(needed: UInt64(configuration.connectionsMax) + 1024, logger: logger)
             _ = metricsListen
             let pool = IOThreadPool(threadCount: max(1, ioThreads))
