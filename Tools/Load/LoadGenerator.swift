@@ -314,12 +314,12 @@ struct Workload: Sendable {
         }
 
         /// Raw values come from a pool made once per producer (the generator should spend
-        /// its CPU on sending, not on making text): 256 values, each with its own random
-        /// digits, taken in turn.
+        /// its CPU on sending, not on making text): 4,096 values, each with its own random
+        /// digits, taken in turn (more than a batch holds, so no batch repeats a value).
         mutating func rawValue(keyBytes: Int) -> [UInt8] {
             if rawPool.isEmpty {
                 let target = max(0, workload.recordBytes - keyBytes)
-                for number in 0..<256 {
+                for number in 0..<4096 {
                     var hex = ""
                     for _ in 0..<4 { hex += String(nextRandom(), radix: 16).leftPadded(to: 16) }
                     let text = "{\"n\":\(number),\"state\":\"degraded\",\"sample\":\"\(hex)\",\"pad\":\""
