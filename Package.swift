@@ -131,17 +131,6 @@ let package = Package(
             path: "Tools/Load",
             swiftSettings: strict
         ),
-        // Writes a small demo data directory (Tools/serve checks it until the server exists).
-        .executableTarget(
-            name: "lodestone-demo",
-            dependencies: [
-                "LogStorage",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Tools/Demo",
-            swiftSettings: strict
-        ),
         .testTarget(
             name: "LogFormatTests",
             dependencies: ["LogFormat"],

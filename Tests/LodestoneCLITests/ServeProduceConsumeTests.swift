@@ -4,29 +4,45 @@ import XCTest
 /// `lodestone serve`, `topic`, `produce`, `consume`, `offsets` and `health` as real
 /// processes on a loopback port: the contract of ../shared/design.md, end to end.
 final class ServeProduceConsumeTests: XCTestCase {
-    /// The repository's Docs/examples, which the README's session uses.
-    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Docs/examples").path
-
     func startServer(arguments: [String] = []) throws -> ServerProcess {
         let server = try ServerProcess(data: try Lodestone.temporaryDirectory(self) + "/data", arguments: arguments)
         addTeardownBlock { server.terminate() }
         return server
     }
 
+    /// The three commands of the README's "A first session", read from the README itself
+    /// (`.build/release/lodestone ARGS [< FILE]`), with paths from the repository root.
+    static func readmeSession() throws -> [(arguments: [String], input: String?)] {
+        let readme = try String(contentsOf: repository.appendingPathComponent("README.md"), encoding: .utf8)
+        guard let section = readme.components(separatedBy: "## A first session").dropFirst().first?.components(separatedBy: "\n## ").first else {
+            throw CLITestError("the README has no \"A first session\" section")
+        }
+        return section.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix(".build/release/lodestone ") }.map { line in
+            let parts = line.components(separatedBy: " < ")
+            let words = parts[0].split(separator: " ").dropFirst().map { word in
+                word.hasPrefix("Docs/") ? repository.appendingPathComponent(String(word)).path : String(word)
+            }
+            return (words, parts.count > 1 ? repository.appendingPathComponent(parts[1]).path : nil)
+        }
+    }
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     func testTheReadmeSession() throws {
         let server = try startServer()
-        let create = try Lodestone.run(["topic", "create", "demo/flips", "--partitions", "3", "--kind", "flip",
-                                        "--polarity-map", Self.examples + "/polarity.json", "--server", server.address])
+        let session = try Self.readmeSession()
+        XCTAssertEqual(session.map { $0.arguments.prefix(2).joined(separator: " ") }, ["topic create", "produce --topic", "consume --topic"])
+        guard session.count == 3 else { return }
+        let create = try Lodestone.run(session[0].arguments + ["--server", server.address])
         XCTAssertEqual(create.status, 0, create.error)
-        let events = try String(contentsOfFile: Self.examples + "/flips.jsonl", encoding: .utf8)
-        let produce = try Lodestone.run(["produce", "--topic", "demo/flips", "--server", server.address], input: events)
+        let events = try String(contentsOfFile: session[1].input ?? "", encoding: .utf8)
+        let produce = try Lodestone.run(session[1].arguments + ["--server", server.address], input: events)
         XCTAssertEqual(produce.status, 0, produce.output + produce.error)
         let acks = try produce.objects()
         XCTAssertEqual(acks.map { $0["line"] as? Int }, [1, 2, 3, 4])
         XCTAssertEqual(acks.map { $0["outcome"] as? String }, Array(repeating: "committed", count: 4))
 
-        let consume = try Lodestone.run(["consume", "--topic", "demo/flips", "--server", server.address])
+        let consume = try Lodestone.run(session[2].arguments + ["--server", server.address])
         XCTAssertEqual(consume.status, 0, consume.error)
         let records = try consume.objects()
         XCTAssertEqual(records.count, 4)
