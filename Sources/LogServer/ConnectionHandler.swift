@@ -8,10 +8,14 @@ import WireProtocol
 /// whenever their work completes. Thin: decoding is the codec's, work is the router's;
 /// this keeps order, counts what is outstanding, and applies backpressure.
 ///
-/// Backpressure: the handler intercepts `read`. While `inFlightMax` requests are
-/// outstanding, or the channel is not writable (the peer is not reading its responses),
-/// it does not ask for more bytes; it asks again when both clear. So a slow or greedy
-/// client slows itself, and nothing is buffered without bound.
+/// Backpressure: while `inFlightMax` requests are outstanding, or the channel is not
+/// writable (the peer is not reading its responses), requests that arrive are parked, not
+/// started, and the handler does not ask the socket for more bytes (it intercepts `read`);
+/// parked requests start, and reading resumes, as both clear. One socket read can carry
+/// hundreds of small requests, so refusing further reads alone would not do: without
+/// parking, every request of that read would run and its answer wait in memory. So a slow
+/// or greedy client slows itself, and what is buffered for it is bounded by the in-flight
+/// limit's answers plus one read's worth of requests.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = Frame
@@ -35,6 +39,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var nextToWrite: UInt64 = 0
     private var completed: [UInt64: Slot] = [:]
     private var readSuppressed = false
+    /// Requests read but not started, waiting for an in-flight slot or writability.
+    private var parked = CircularBuffer<Frame>()
+    /// A frame error that came after parked requests, answered once they have started.
+    private var badFrame: ProtocolError?
     private var context: ChannelHandlerContext?
 
     let router: RequestRouter
@@ -84,8 +92,43 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        counters.requests.add(1, ordering: .relaxed)
         if case .closing = phase { return }
+        if !parked.isEmpty || !mayStart(context) {
+            parked.append(frame)
+            return
+        }
+        start(frame, context: context)
+    }
+
+    private func mayStart(_ context: ChannelHandlerContext) -> Bool {
+        inFlight < inFlightMax && context.channel.isWritable
+    }
+
+    /// Starts parked requests while slots and writability allow; then, once none is left,
+    /// answers a bad frame that came after them.
+    private func startParked(_ context: ChannelHandlerContext) {
+        while !parked.isEmpty, mayStart(context) {
+            if case .closing = phase {
+                parked.removeAll()
+                return
+            }
+            start(parked.removeFirst(), context: context)
+        }
+        if parked.isEmpty, let error = badFrame {
+            badFrame = nil
+            failAfterParked(error)
+        }
+    }
+
+    private func failAfterParked(_ error: ProtocolError) {
+        if case .closing = phase { return }
+        let index = nextIndex
+        nextIndex += 1
+        fail(index: index, requestId: 0, kind: .hello, error)
+    }
+
+    private func start(_ frame: Frame, context: ChannelHandlerContext) {
+        counters.requests.add(1, ordering: .relaxed)
         let index = nextIndex
         nextIndex += 1
         let kind = MessageKind(rawValue: frame.kind)
@@ -172,13 +215,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
+        startParked(context)
         resumeReadingIfPossible(context)
     }
 
     // MARK: Backpressure
 
     func read(context: ChannelHandlerContext) {
-        if inFlight >= inFlightMax || !context.channel.isWritable {
+        if !parked.isEmpty || !mayStart(context) {
             readSuppressed = true
             return
         }
@@ -186,12 +230,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        startParked(context)
         resumeReadingIfPossible(context)
         context.fireChannelWritabilityChanged()
     }
 
     private func resumeReadingIfPossible(_ context: ChannelHandlerContext) {
-        guard readSuppressed, inFlight < inFlightMax, context.channel.isWritable else { return }
+        guard readSuppressed, parked.isEmpty, mayStart(context) else { return }
         readSuppressed = false
         context.read()
     }
@@ -201,10 +246,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? ProtocolError {
             counters.malformedFrames.add(1, ordering: .relaxed)
-            let index = nextIndex
-            nextIndex += 1
             logger.info("closing a connection that sent a bad frame", metadata: ["peer": "\(context.channel.remoteAddress?.description ?? "?")", "error": "\(protocolError)"])
-            return fail(index: index, requestId: 0, kind: .hello, protocolError)
+            // Requests parked before the bad frame are answered first, then the error.
+            if parked.isEmpty {
+                failAfterParked(protocolError)
+            } else {
+                badFrame = protocolError
+            }
+            return
         }
         context.close(promise: nil)
     }

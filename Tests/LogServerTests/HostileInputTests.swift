@@ -143,4 +143,70 @@ final class HostileInputTests: XCTestCase {
         try await assertStillServing(server)
         await server.stop()
     }
+
+    /// A client that sends many fetches and does not read the answers: the server stops
+    /// reading its requests (it buffers at most the in-flight answers, not all of them),
+    /// serves others meanwhile, and answers everything, in order, once the client reads.
+    func testASlowReaderIsThrottledWithoutHarmingOthers() async throws {
+        let server = try await makeServer()
+        let writer = try await server.connect()
+        _ = try await writer.send(.createTopic(TopicInfo(name: "big", partitionCount: 1, kind: .raw)))
+        let value = String(repeating: "v", count: 8000)
+        for _ in 0..<4 {
+            _ = try await writer.send(.append(AppendRequest(topic: "big", partition: 0, ack: .durable, batches: [rawBatch(Array(repeating: value, count: 100))])))
+        }
+        await writer.close()
+
+        let answers = FrameCounter()
+        let slow = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(FrameDecoder()), answers])
+                }
+            }
+            .connect(host: "127.0.0.1", port: server.port).get()
+        let fetches = 300
+        let requestsBefore = counter(server, "requests") ?? 0
+        var frames = ByteBuffer()
+        try FrameEncoder().encode(data: Request.hello(HelloRequest(clientName: "slow reader", token: "")).frame(requestId: 0), out: &frames)
+        for id in 1...fetches {
+            let fetch = Request.fetch(FetchRequest(topic: "big", partition: 0, offset: 0, maxBytes: 1 << 20, maxWaitMilliseconds: 0))
+            try FrameEncoder().encode(data: fetch.frame(requestId: UInt32(id)), out: &frames)
+        }
+        try await slow.writeAndFlush(frames)
+        try await Task.sleep(for: .milliseconds(1500))
+        let readWhileStalled = (counter(server, "requests") ?? 0) - requestsBefore
+        print("slow reader: \(readWhileStalled) requests started while its answers went unread")
+        XCTAssertLessThan(readWhileStalled, 150, "the server kept reading requests whose answers nobody reads")
+        XCTAssertGreaterThan(readWhileStalled, 0)
+        try await assertStillServing(server)
+
+        try await slow.setOption(ChannelOptions.autoRead, value: true).get()
+        slow.read()
+        for _ in 0..<3000 where answers.count < fetches + 1 { try await Task.sleep(for: .milliseconds(10)) }
+        XCTAssertEqual(answers.count, fetches + 1, "every request answered once the client reads")
+        XCTAssertEqual(answers.outOfOrder, 0)
+        try await slow.close()
+        await server.stop()
+    }
+}
+
+/// Counts response frames and checks their request ids come in order (0, 1, 2, ...).
+final class FrameCounter: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Frame
+    private let lock = NSLock()
+    private var received = 0
+    private var disorder = 0
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lock.withLock {
+            if frame.requestId != UInt32(received) { disorder += 1 }
+            received += 1
+        }
+    }
+
+    var count: Int { lock.withLock { received } }
+    var outOfOrder: Int { lock.withLock { disorder } }
 }
