@@ -73,10 +73,27 @@ struct ConsumeCommand: AsyncParsableCommand {
             } else {
                 defer { Task { await connection.close() } }
                 let output = LineWriter()
+                let position = Mutex((partition: 0, offset: Int64(0), end: Int64(0)))
+                let progress = stderrIsTerminal ? Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        if Task.isCancelled { break }
+                        let now = position.withLock { $0 }
+                        writeAll("\r\u{1B}[Kconsume: \(output.linesWritten) records; partition \(now.partition) at offset \(now.offset) of \(now.end)", to: STDERR_FILENO)
+                    }
+                } : nil
                 for index in selected {
-                    try await readToEnd(connection, partition: index, from: starts[index]!, end: ends[index]!, render: render, output: output)
+                    position.withLock { $0 = (index, starts[index]!, ends[index]!) }
+                    try await readToEnd(connection, partition: index, from: starts[index]!, end: ends[index]!, render: render, output: output) { offset in
+                        position.withLock { $0.offset = offset }
+                    }
                 }
                 output.flush()
+                if let progress {
+                    progress.cancel()
+                    await progress.value
+                    writeAll("\r\u{1B}[Kconsume: \(output.linesWritten) records\n", to: STDERR_FILENO)
+                }
             }
         }
     }
@@ -88,7 +105,10 @@ struct ConsumeCommand: AsyncParsableCommand {
     }
 
     /// Reads one partition from `start` up to `end` (the durable end when consume started).
-    func readToEnd(_ connection: LodestoneConnection, partition: Int, from start: Int64, end: Int64, render: (ConsumedRecord) -> String?, output: LineWriter) async throws {
+    func readToEnd(
+        _ connection: LodestoneConnection, partition: Int, from start: Int64, end: Int64, render: (ConsumedRecord) -> String?, output: LineWriter,
+        reached: (Int64) -> Void
+    ) async throws {
         guard start < end else { return }
         let consumer = PartitionConsumer(connection: connection, topic: topic, partition: partition, from: start, maxBytes: 1 << 20)
         defer { Task { await consumer.stop() } }
@@ -99,9 +119,11 @@ struct ConsumeCommand: AsyncParsableCommand {
             for record in records where record.offset < end {
                 if let line = render(record) { output.write(line) }
             }
+            let after = await consumer.nextOffset
+            reached(after)
             // No records and no progress: what was below `end` is gone (removed by
             // retention or compaction while we read).
-            if records.isEmpty, await consumer.nextOffset <= before { break }
+            if records.isEmpty, after <= before { break }
         }
     }
 
@@ -160,11 +182,15 @@ struct ConsumeCommand: AsyncParsableCommand {
 /// the pipe sees each record as it arrives).
 final class LineWriter: Sendable {
     let buffer = Mutex("")
+    let written = Atomic<Int>(0)
     let flushEachLine: Bool
+
+    var linesWritten: Int { written.load(ordering: .relaxed) }
 
     init(flushEachLine: Bool = false) { self.flushEachLine = flushEachLine }
 
     func write(_ line: String) {
+        written.add(1, ordering: .relaxed)
         buffer.withLock { text in
             text += line
             text += "\n"

@@ -72,6 +72,7 @@ struct ProduceCommand: AsyncParsableCommand {
             await printer.waitUntilDone()
             if let progress {
                 progress.cancel()
+                await progress.value
                 printer.finishProgress()
             }
             allAccepted = printer.allAccepted
@@ -154,12 +155,13 @@ final class AcknowledgementPrinter: Sendable {
     func reportProgress() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
-            writeAll("\r" + progressText(), to: STDERR_FILENO)
+            if Task.isCancelled { break }
+            writeAll("\r\u{1B}[K" + progressText(), to: STDERR_FILENO)
         }
     }
 
     func finishProgress() {
-        writeAll("\r" + progressText() + "\n", to: STDERR_FILENO)
+        writeAll("\r\u{1B}[K" + progressText() + "\n", to: STDERR_FILENO)
     }
 
     func progressText() -> String {
