@@ -245,7 +245,9 @@ public final class PartitionLog: Sendable {
         } catch {
             throw StorageError.io(error, "applying recovery")
         }
-        if outcome.report.truncation != nil || !outcome.report.cleanShutdown {
+        // An empty partition (a topic just created) has nothing to recover and says nothing.
+        let empty = outcome.segments.count == 1 && last.size == 0 && outcome.report.preallocatedBytesTrimmed == 0
+        if outcome.report.truncation != nil || (!outcome.report.cleanShutdown && !empty) {
             logger.notice("recovered after an unclean stop", metadata: [
                 "recoveryStart": "\(outcome.report.recoveryStartPosition)", "scannedBytes": "\(outcome.report.scannedBytes)",
                 "nextOffset": "\(last.nextOffset)", "preallocatedBytesTrimmed": "\(outcome.report.preallocatedBytesTrimmed)",
