@@ -265,7 +265,6 @@ struct Workload: Sendable {
         let resources: [String]
         var sequence: Int32 = 0
         var counter: Int64 = 0
-        var random: UInt64
         var rawPool: [[UInt8]] = []
         let keys: [[UInt8]]
 
@@ -284,7 +283,6 @@ struct Workload: Sendable {
             }
             resources = names
             keys = names.map { Array($0.utf8) }
-            random = UInt64(producer + 1) &* 0x9E37_79B9_7F4A_7C15
         }
 
         mutating func nextBatch() -> (partition: Int, batch: ByteBuffer, records: Int) {
@@ -305,14 +303,6 @@ struct Workload: Sendable {
             return (partition, ByteBuffer(bytes: batch.encoded()), records.count)
         }
 
-        mutating func nextRandom() -> UInt64 {
-            random &+= 0x9E37_79B9_7F4A_7C15
-            var z = random
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
         /// Raw values come from a pool made once per producer (the generator should spend
         /// its CPU on sending, not on making text): 4,096 values, each with its own random
         /// digits, taken in turn (more than a batch holds, so no batch repeats a value).
@@ -321,7 +311,7 @@ struct Workload: Sendable {
                 let target = max(0, workload.recordBytes - keyBytes)
                 for number in 0..<4096 {
                     var hex = ""
-                    for _ in 0..<4 { hex += String(nextRandom(), radix: 16).leftPadded(to: 16) }
+                    for _ in 0..<4 { hex += String(UInt64.random(in: .min ... .max), radix: 16).leftPadded(to: 16) }
                     let text = "{\"n\":\(number),\"state\":\"degraded\",\"sample\":\"\(hex)\",\"pad\":\""
                     let padded = text + String(repeating: "x", count: max(0, target - text.utf8.count - 2)) + "\"}"
                     rawPool.append(Array(padded.utf8.prefix(target)))
