@@ -14,7 +14,9 @@ struct ProduceCommand: AsyncParsableCommand {
             Flip topics: the flip event of spec/pauli-z.md section 1. Each input line gets \
             {"line", "outcome", "partition", "offset"} (and "error" unless the outcome is \
             committed, duplicate or sent), in input order. Exit status 0 when every line is \
-            committed, duplicate or sent, 1 otherwise.
+            committed, duplicate or sent, 1 otherwise. When the server cannot be reached at \
+            the start (tried for about 13 s) or refuses the topic or token, produce reads no input \
+            and exits 1.
             """)
 
     @OptionGroup var server: ServerOptions
