@@ -202,3 +202,12 @@ public struct FlipEventError: Error, Equatable, Sendable, CustomStringConvertibl
 
     public var description: String { "\(field) \(reason)" }
 }
+
+/// The storm parameters of spec/pauli-z.md section 6 when a topic gives none: interval S,
+/// enter threshold E, exit threshold X. One place for the storage, the wire and the
+/// command line.
+public enum StormDefaults {
+    public static let intervalMilliseconds: Int64 = 60_000
+    public static let enter = 5
+    public static let exit = 2
+}

@@ -11,6 +11,7 @@ final class ServerCounters: Sendable {
     let connectionsTotal = Atomic<Int>(0)
     let connectionsRefused = Atomic<Int>(0)
     let authFailures = Atomic<Int>(0)
+    /// Requests started (a request parked by backpressure counts when it starts).
     let requests = Atomic<Int>(0)
     let malformedFrames = Atomic<Int>(0)
     let handshakeTimeouts = Atomic<Int>(0)
@@ -228,26 +229,27 @@ final class RequestRouter: Sendable {
             }
         }
         func load(_ counter: borrowing Atomic<Int>) -> Int64 { Int64(counter.load(ordering: .relaxed)) }
-        var list: [(name: String, value: Int64)] = []
-        list.append(("connections", load(counters.connections)))
-        list.append(("connections_total", load(counters.connectionsTotal)))
-        list.append(("connections_refused", load(counters.connectionsRefused)))
-        list.append(("auth_failures", load(counters.authFailures)))
-        list.append(("requests", load(counters.requests)))
-        list.append(("malformed_frames", load(counters.malformedFrames)))
-        list.append(("handshake_timeouts", load(counters.handshakeTimeouts)))
-        list.append(("topics", Int64(store.topicConfigurations.count)))
-        list.append(("read_only_partitions", Int64(readOnly)))
-        list.append(("appends", Int64(statistics.appendCount)))
-        list.append(("fsyncs", Int64(statistics.fsyncCount)))
-        list.append(("truncations", Int64(statistics.truncationCount)))
-        list.append(("index_rebuilds", Int64(statistics.indexRebuildCount)))
-        list.append(("producers_expired", Int64(statistics.producersExpiredCount)))
-        list.append(("duplicates", Int64(statistics.duplicateCount)))
-        list.append(("fenced", Int64(statistics.fencedCount)))
-        list.append(("refused_batches", Int64(statistics.refusedBatchCount)))
-        list.append(("overloaded", Int64(statistics.overloadedCount)))
-        list.append(("clock_steps_back", Int64(statistics.clockStepBackCount)))
+        let list: [(name: String, value: Int64)] = [
+            ("connections", load(counters.connections)),
+            ("connections_total", load(counters.connectionsTotal)),
+            ("connections_refused", load(counters.connectionsRefused)),
+            ("auth_failures", load(counters.authFailures)),
+            ("requests", load(counters.requests)),
+            ("malformed_frames", load(counters.malformedFrames)),
+            ("handshake_timeouts", load(counters.handshakeTimeouts)),
+            ("topics", Int64(store.topicConfigurations.count)),
+            ("read_only_partitions", Int64(readOnly)),
+            ("appends", Int64(statistics.appendCount)),
+            ("fsyncs", Int64(statistics.fsyncCount)),
+            ("truncations", Int64(statistics.truncationCount)),
+            ("index_rebuilds", Int64(statistics.indexRebuildCount)),
+            ("producers_expired", Int64(statistics.producersExpiredCount)),
+            ("duplicates", Int64(statistics.duplicateCount)),
+            ("fenced", Int64(statistics.fencedCount)),
+            ("refused_batches", Int64(statistics.refusedBatchCount)),
+            ("overloaded", Int64(statistics.overloadedCount)),
+            ("clock_steps_back", Int64(statistics.clockStepBackCount)),
+        ]
         return HealthReply(status: readOnly == 0 ? "ok" : "degraded: \(readOnly) partitions are read-only", counters: list)
     }
 

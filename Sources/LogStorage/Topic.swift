@@ -29,9 +29,9 @@ public struct TopicConfiguration: Codable, Sendable, Equatable {
     public var stormEnter: Int?
     public var stormExit: Int?
 
-    public static let defaultStormIntervalMilliseconds: Int64 = 60_000
-    public static let defaultStormEnter = 5
-    public static let defaultStormExit = 2
+    public static let defaultStormIntervalMilliseconds = StormDefaults.intervalMilliseconds
+    public static let defaultStormEnter = StormDefaults.enter
+    public static let defaultStormExit = StormDefaults.exit
 
     public init(
         name: String, partitionCount: Int, kind: TopicKind, createdAt: Int64, polarityMap: [String: Int8]? = nil,

@@ -83,7 +83,8 @@ public struct TopicInfo: Equatable, Sendable {
 
     public init(
         name: String, partitionCount: UInt32, kind: Kind, createdAt: Int64 = 0, polarityMap: [(state: String, polarity: Int8)]? = nil,
-        stormIntervalMilliseconds: Int64 = 60_000, stormEnter: UInt32 = 5, stormExit: UInt32 = 2, partitions: [PartitionOffsets] = []
+        stormIntervalMilliseconds: Int64 = StormDefaults.intervalMilliseconds, stormEnter: UInt32 = UInt32(StormDefaults.enter),
+        stormExit: UInt32 = UInt32(StormDefaults.exit), partitions: [PartitionOffsets] = []
     ) {
         self.name = name
         self.partitionCount = partitionCount

@@ -38,14 +38,3 @@ struct CheckCommand: ParsableCommand {
         if report.faultCount > 0 { throw ExitCode(1) }
     }
 }
-
-func printError(_ message: String) {
-    var standardError = StandardError()
-    print(message, to: &standardError)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        FileHandle.standardError.write(Data(string.utf8))
-    }
-}

@@ -20,6 +20,8 @@ struct ServerOptions: ParsableArguments {
         do {
             return try await LodestoneConnection.connect(host: host, port: port, token: resolvedToken, clientName: "lodestone-cli")
         } catch {
+            // A refusal (bad token, old version) stays a server error: retrying will not help.
+            if case .server = error { throw error }
             throw CommandFailure("cannot talk to the server at \(server): \(error)")
         }
     }
@@ -80,9 +82,6 @@ func parseTime(_ text: String, option: String) throws -> Int64 {
     }
     throw CommandFailure("\(option) must be milliseconds since the epoch or an RFC 3339 time, got \"\(text)\"", status: 2)
 }
-
-/// True when stderr is a terminal (progress lines go there only then).
-var stderrIsTerminal: Bool { isatty(STDERR_FILENO) != 0 }
 
 /// Seconds elapsed since `start`, by the monotonic clock.
 func secondsSince(_ start: ContinuousClock.Instant) -> Double {

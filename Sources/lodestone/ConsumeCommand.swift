@@ -54,17 +54,21 @@ struct ConsumeCommand: AsyncParsableCommand {
                 return RecordLines.line(for: record, topic: topic, kind: info.kind, polarityMap: polarityMap)
             }
 
+            // Where each partition starts and (without --follow) ends: describe gave every
+            // partition's start and durable end; only --from-time needs a question each.
+            guard info.partitions.count == count else { throw CommandFailure("the server did not give the partitions' offsets") }
             var starts: [Int: Int64] = [:]
             var ends: [Int: Int64] = [:]
             for index in selected {
-                let reply = try await offsets(connection, partition: index, time: startTime)
-                ends[index] = reply.end
+                let offsets = info.partitions[index]
+                ends[index] = offsets.end
                 if let fromOffset {
-                    starts[index] = max(fromOffset, reply.start)
-                } else if startTime != nil {
-                    starts[index] = reply.offset < 0 ? reply.end : reply.offset
+                    starts[index] = max(fromOffset, offsets.start)
+                } else if let startTime {
+                    let found = try await firstOffset(connection, partition: index, atOrAfter: startTime)
+                    starts[index] = found < 0 ? offsets.end : found
                 } else {
-                    starts[index] = reply.start
+                    starts[index] = offsets.start
                 }
             }
             if follow {
@@ -74,14 +78,10 @@ struct ConsumeCommand: AsyncParsableCommand {
                 defer { Task { await connection.close() } }
                 let output = LineWriter()
                 let position = Mutex((partition: 0, offset: Int64(0), end: Int64(0)))
-                let progress = stderrIsTerminal ? Task {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .seconds(1))
-                        if Task.isCancelled { break }
-                        let now = position.withLock { $0 }
-                        writeAll("\r\u{1B}[Kconsume: \(output.linesWritten) records; partition \(now.partition) at offset \(now.offset) of \(now.end)", to: STDERR_FILENO)
-                    }
-                } : nil
+                let progress = ProgressLine {
+                    let now = position.withLock { $0 }
+                    return "consume: \(output.linesWritten) records; partition \(now.partition) at offset \(now.offset) of \(now.end)"
+                }
                 for index in selected {
                     position.withLock { $0 = (index, starts[index]!, ends[index]!) }
                     try await readToEnd(connection, partition: index, from: starts[index]!, end: ends[index]!, render: render, output: output) { offset in
@@ -89,19 +89,16 @@ struct ConsumeCommand: AsyncParsableCommand {
                     }
                 }
                 output.flush()
-                if let progress {
-                    progress.cancel()
-                    await progress.value
-                    writeAll("\r\u{1B}[Kconsume: \(output.linesWritten) records\n", to: STDERR_FILENO)
-                }
+                await progress.finish("consume: \(output.linesWritten) records")
             }
         }
     }
 
-    func offsets(_ connection: LodestoneConnection, partition: Int, time: Int64?) async throws -> ListOffsetsReply {
-        let request = ListOffsetsRequest(topic: topic, partition: UInt32(partition), mode: time == nil ? .latest : .time, time: time ?? 0)
+    /// The first offset appended at or after `time` (-1 when none).
+    func firstOffset(_ connection: LodestoneConnection, partition: Int, atOrAfter time: Int64) async throws -> Int64 {
+        let request = ListOffsetsRequest(topic: topic, partition: UInt32(partition), mode: .time, time: time)
         guard case .listOffsets(let reply) = try await connection.send(.listOffsets(request)) else { throw CommandFailure("unexpected reply") }
-        return reply
+        return reply.offset
     }
 
     /// Reads one partition from `start` up to `end` (the durable end when consume started).
@@ -129,7 +126,8 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     /// Follows the partitions for ever, a long-polling consumer per connection when each has
     /// one partition, and round-robin polling when partitions share a connection.
-    /// Connections that fail are opened again, resuming where they stopped.
+    /// Connections that fail are opened again, resuming where they stopped; a refusal by
+    /// the server ends the command.
     func followPartitions(_ partitions: [Int], starts: [Int: Int64], render: @escaping @Sendable (ConsumedRecord) -> String?) async throws {
         let output = LineWriter(flushEachLine: true)
         let groups = Dictionary(grouping: partitions.enumerated(), by: { $0.offset % Self.followConnectionsMax }).values.map { $0.map(\.element) }
@@ -143,8 +141,9 @@ struct ConsumeCommand: AsyncParsableCommand {
                             let connection = try await server.connect()
                             backoff = 50
                             try await follow(connection, partitions: members, next: &next, render: render, output: output)
-                        } catch let failure as CommandFailure where failure.status == 2 {
-                            throw failure
+                        } catch ClientError.server(let refusal) {
+                            // The server said no (token, topic, offset): following cannot go on.
+                            throw ClientError.server(refusal)
                         } catch {
                             try await Task.sleep(for: .milliseconds(backoff))
                             backoff = min(backoff * 2, 2000)

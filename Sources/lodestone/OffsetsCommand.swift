@@ -18,29 +18,18 @@ struct OffsetsCommand: AsyncParsableCommand {
             let connection = try await server.connect()
             defer { Task { await connection.close() } }
             guard case .topic(let info) = try await connection.send(.describeTopic(topic)) else { throw CommandFailure("unexpected reply") }
-            for partition in 0..<Int(info.partitionCount) {
-                let request = ListOffsetsRequest(topic: topic, partition: UInt32(partition), mode: at == nil ? .latest : .time, time: at ?? 0)
-                guard case .listOffsets(let reply) = try await connection.send(.listOffsets(request)) else { throw CommandFailure("unexpected reply") }
-                if at == nil {
-                    print(jsonLine([("partition", .integer(partition)), ("start", .integer(reply.start)), ("end", .integer(reply.end))]))
-                } else {
-                    print(jsonLine([("partition", .integer(partition)), ("offset", reply.offset < 0 ? .null : .integer(reply.offset))]))
+            guard let at else {
+                // Describe already gave every partition's start and end.
+                for (partition, offsets) in info.partitions.enumerated() {
+                    print(jsonLine([("partition", .integer(partition)), ("start", .integer(offsets.start)), ("end", .integer(offsets.end))]))
                 }
+                return
             }
-        }
-    }
-}
-
-struct HealthCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "health", abstract: "The server's status and counters, as one JSON line.")
-    @OptionGroup var server: ServerOptions
-
-    func run() async throws {
-        try await reporting("health") {
-            let connection = try await server.connect()
-            defer { Task { await connection.close() } }
-            guard case .health(let health) = try await connection.send(.health) else { throw CommandFailure("unexpected reply") }
-            print(jsonLine([("status", .string(health.status)), ("counters", .object(health.counters.map { (key: $0.name, value: .integer($0.value)) }))]))
+            for partition in 0..<Int(info.partitionCount) {
+                let request = ListOffsetsRequest(topic: topic, partition: UInt32(partition), mode: .time, time: at)
+                guard case .listOffsets(let reply) = try await connection.send(.listOffsets(request)) else { throw CommandFailure("unexpected reply") }
+                print(jsonLine([("partition", .integer(partition)), ("offset", reply.offset < 0 ? .null : .integer(reply.offset))]))
+            }
         }
     }
 }

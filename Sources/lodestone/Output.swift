@@ -20,3 +20,32 @@ func writeAll(_ text: String, to descriptor: Int32) {
         }
     }
 }
+
+/// One line on stderr.
+func printError(_ message: String) {
+    writeAll(message + "\n", to: STDERR_FILENO)
+}
+
+/// A progress line on stderr, rewritten in place each second while work runs, when stderr
+/// is a terminal (never into a file or pipe).
+struct ProgressLine {
+    private let task: Task<Void, Never>?
+
+    init(_ text: @escaping @Sendable () -> String) {
+        task = isatty(STDERR_FILENO) != 0 ? Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { break }
+                writeAll("\r\u{1B}[K" + text(), to: STDERR_FILENO)
+            }
+        } : nil
+    }
+
+    /// Stops the updates and leaves `summary` as the last line (nothing without a terminal).
+    func finish(_ summary: String) async {
+        guard let task else { return }
+        task.cancel()
+        await task.value
+        writeAll("\r\u{1B}[K" + summary + "\n", to: STDERR_FILENO)
+    }
+}

@@ -50,7 +50,7 @@ struct ProduceCommand: AsyncParsableCommand {
             guard let info = await client.topicDescription else { throw CommandFailure("the server did not describe \(topic)") }
 
             let printer = AcknowledgementPrinter()
-            let progress = stderrIsTerminal ? Task { await printer.reportProgress() } : nil
+            let progress = ProgressLine { printer.progressText() }
             var lineNumber = 0
             for await input in standardInputLines(lineBytesMax: RecordLines.lineBytesMax) {
                 lineNumber += 1
@@ -72,11 +72,7 @@ struct ProduceCommand: AsyncParsableCommand {
             }
             await client.close()
             await printer.waitUntilDone()
-            if let progress {
-                progress.cancel()
-                await progress.value
-                printer.finishProgress()
-            }
+            await progress.finish(printer.progressText())
             allAccepted = printer.allAccepted
         }
         if !allAccepted { throw ExitCode(1) }
@@ -151,19 +147,6 @@ final class AcknowledgementPrinter: Sendable {
 
     var allAccepted: Bool {
         state.withLock { state in state.counts.allSatisfy { ["committed", "duplicate", "sent"].contains($0.key) } }
-    }
-
-    /// One progress line on stderr each second, rewritten in place.
-    func reportProgress() async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
-            if Task.isCancelled { break }
-            writeAll("\r\u{1B}[K" + progressText(), to: STDERR_FILENO)
-        }
-    }
-
-    func finishProgress() {
-        writeAll("\r\u{1B}[K" + progressText() + "\n", to: STDERR_FILENO)
     }
 
     func progressText() -> String {

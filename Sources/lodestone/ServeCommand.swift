@@ -17,7 +17,8 @@ struct ServeCommand: AsyncParsableCommand {
             address needs --auth-file (a token file) or --insecure, which accepts every \
             client with every right; without either, serve exits with status 2. SIGTERM \
             and SIGINT shut down gracefully: no new connections, queued appends finished \
-            and answered, clean-shutdown records written.
+            and answered, clean-shutdown records written; a second signal exits at once \
+            (status 130). Prints {"listening": HOST:PORT, "data": DIR} on stdout when ready.
             """)
 
     @Option(help: "The data directory.")
@@ -41,6 +42,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Network event loop threads.")
     var eventLoopThreads = 2
 
+    func validate() throws {
+        guard (1...64).contains(ioThreads) else { throw ValidationError("--io-threads must be 1 to 64") }
+        guard (1...64).contains(eventLoopThreads) else { throw ValidationError("--event-loop-threads must be 1 to 64") }
+    }
+
     func run() async throws {
         try await reporting("serve") {
             var logger = Logger(label: "lodestone")
@@ -62,10 +68,11 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.host = host
             configuration.port = port
             configuration.tokens = tokens
-            configuration.eventLoopThreads = max(1, eventLoopThreads)
+            configuration.eventLoopThreads = eventLoopThreads
             raiseOpenFileLimit(needed: UInt64(configuration.connectionsMax) + 1024, logger: logger)
-            _ = metricsListen
-            let pool = IOThreadPool(threadCount: max(1, ioThreads))
+            // Checked now so that a typo fails today, not when the endpoint arrives.
+            _ = try parseAddress(metricsListen, option: "--metrics-listen")
+            let pool = IOThreadPool(threadCount: ioThreads)
             let store: LogStore
             do {
                 store = try LogStore.open(directory: data, environment: StorageEnvironment(fileIO: PosixFileIO(), executor: pool, logger: logger))

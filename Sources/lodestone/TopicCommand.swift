@@ -14,7 +14,7 @@ struct TopicCommand: AsyncParsableCommand {
             abstract: "Create a topic.",
             discussion: """
                 A flip topic's polarity map (a JSON object of state name to -1, 0 or 1) and \
-                its storm parameters (defaults 60s, 5, 2) are fixed at creation.
+                its storm parameters (defaults 60s, 5, 2; the server checks X < E) are fixed at creation.
                 """)
 
         @OptionGroup var server: ServerOptions
@@ -30,11 +30,16 @@ struct TopicCommand: AsyncParsableCommand {
             try await reporting("topic create") {
                 guard let kindValue = ["raw": TopicInfo.Kind.raw, "flip": .flip][kind] else { throw CommandFailure("--kind must be raw or flip, got \"\(kind)\"", status: 2) }
                 guard (1...Limits.topicPartitionCountMax).contains(partitions) else { throw CommandFailure("--partitions must be 1 to \(Limits.topicPartitionCountMax)", status: 2) }
-                var map: [(state: String, polarity: Int8)]?
-                if let polarityMap { map = try readPolarityMap(polarityMap) }
-                let interval = try stormInterval.map { try parseDuration($0, option: "--storm-interval") } ?? 60_000
-                let info = TopicInfo(name: name, partitionCount: UInt32(partitions), kind: kindValue, polarityMap: map,
-                                     stormIntervalMilliseconds: interval, stormEnter: UInt32(max(0, stormEnter ?? 5)), stormExit: UInt32(max(0, stormExit ?? 2)))
+                var info = TopicInfo(name: name, partitionCount: UInt32(partitions), kind: kindValue, polarityMap: try polarityMap.map(readPolarityMap))
+                if let stormInterval { info.stormIntervalMilliseconds = try parseDuration(stormInterval, option: "--storm-interval") }
+                if let stormEnter {
+                    guard stormEnter >= 0 else { throw CommandFailure("--storm-enter must be 0 or more", status: 2) }
+                    info.stormEnter = UInt32(clamping: stormEnter)
+                }
+                if let stormExit {
+                    guard stormExit >= 0 else { throw CommandFailure("--storm-exit must be 0 or more", status: 2) }
+                    info.stormExit = UInt32(clamping: stormExit)
+                }
                 let connection = try await server.connect()
                 defer { Task { await connection.close() } }
                 guard case .topic(let created) = try await connection.send(.createTopic(info)) else { throw CommandFailure("unexpected reply") }

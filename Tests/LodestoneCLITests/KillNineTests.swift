@@ -67,7 +67,7 @@ final class KillNineTests: XCTestCase {
         let produceErrors = String(decoding: FileManager.default.contents(atPath: directory + "/produce.err") ?? Data(), as: UTF8.self)
         XCTAssertEqual(producer.terminationStatus, 0, "every line should be committed or duplicate: \(produceErrors)")
 
-        let acks = try ProcessRun(status: 0, output: String(decoding: FileManager.default.contents(atPath: directory + "/acks") ?? Data(), as: UTF8.self), error: "").objects()
+        let acks = try jsonObjects(in: String(decoding: FileManager.default.contents(atPath: directory + "/acks") ?? Data(), as: UTF8.self))
         XCTAssertEqual(acks.count, written.value, "one acknowledgement per input line")
         XCTAssertEqual(acks.map { $0["line"] as? Int ?? 0 }, Array((0..<acks.count).map { $0 + 1 }), "lines in input order, counted from 1")
 

@@ -10,11 +10,14 @@ struct ProcessRun {
     var lines: [String] { output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) }
 
     /// Each stdout line parsed as a JSON object.
-    func objects() throws -> [[String: Any]] {
-        try lines.map { line in
-            guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw CLITestError("not a JSON object: \(line)") }
-            return object
-        }
+    func objects() throws -> [[String: Any]] { try jsonObjects(in: output) }
+}
+
+/// Each line of `text` (newline-terminated JSON lines) parsed as a JSON object.
+func jsonObjects(in text: String) throws -> [[String: Any]] {
+    try text.split(separator: "\n").map { line in
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw CLITestError("not a JSON object: \(line)") }
+        return object
     }
 }
 

@@ -91,10 +91,10 @@ struct LoadGenerator: AsyncParsableCommand {
         let megabytesPerSecond = Double(bytes) / seconds / 1_000_000
         func micros(_ percentile: Double) -> UInt64 { histogram.valueAtPercentile(percentile) }
         print(String(format: "%@ %@ topic, %d producers, %d record(s)/request%@: %.0f events/s, %.1f MB/s, %d requests; ack latency p50 %d us, p99 %d us, p99.9 %d us, max %d us",
-                     label.isEmpty ? "load:" : label + ":", kind, producers, batchRecords, lz4 ? " (LZ4)" : "", eventsPerSecond, megabytesPerSecond, requests,
+                     label.isEmpty ? "load:" : label + ":", workload.info.kind == .flip ? "flip" : "raw", producers, batchRecords, lz4 ? " (LZ4)" : "", eventsPerSecond, megabytesPerSecond, requests,
                      Int(micros(50)), Int(micros(99)), Int(micros(99.9)), Int(histogram.max)))
         let json: [(String, JSONValue)] = [
-            ("label", .string(label)), ("kind", .string(kind)), ("partitions", .integer(workload.info.partitionCount)), ("producers", .integer(producers)),
+            ("label", .string(label)), ("kind", .string(workload.info.kind == .flip ? "flip" : "raw")), ("partitions", .integer(workload.info.partitionCount)), ("producers", .integer(producers)),
             ("batch_records", .integer(batchRecords)), ("record_bytes", .integer(recordBytes)), ("lz4", .bool(lz4)), ("seconds", .number(String(seconds))),
             ("events", .integer(events)), ("events_per_second", .integer(Int(eventsPerSecond))), ("mb_per_second", .number(String(format: "%.1f", megabytesPerSecond))),
             ("requests", .integer(requests)), ("p50_us", .integer(micros(50))), ("p99_us", .integer(micros(99))), ("p999_us", .integer(micros(99.9))), ("max_us", .integer(histogram.max)),
@@ -132,6 +132,7 @@ final class ClosedLoopProducer: ChannelInboundHandler, @unchecked Sendable {
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var sentAt = NIODeadline.now()
     var inFlightRecords = 0
+    var inFlightBytes = 0
     var events = 0
     var bytes = 0
     var requests = 0
@@ -183,7 +184,7 @@ final class ClosedLoopProducer: ChannelInboundHandler, @unchecked Sendable {
             shared.acked.add(inFlightRecords, ordering: .relaxed)
             if sentAt >= measureFrom {
                 events += inFlightRecords
-                bytes += inFlightRecords * workload.recordBytes
+                bytes += inFlightBytes
                 requests += 1
                 _ = histogram.record(UInt64(max(1, (now - sentAt).nanoseconds / 1000)))
             }
@@ -200,8 +201,9 @@ final class ClosedLoopProducer: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func sendNext(_ context: ChannelHandlerContext) {
-        let (partition, batch, records) = source!.nextBatch()
+        let (partition, batch, records, payloadBytes) = source!.nextBatch()
         inFlightRecords = records
+        inFlightBytes = payloadBytes
         sentAt = .now()
         send(.append(AppendRequest(topic: workload.info.name, partition: UInt32(partition), ack: .durable, batches: [batch])), context: context)
     }
@@ -242,10 +244,10 @@ final class Shared: Sendable {
     func snapshot() -> (Int, Int, Int, Histogram<UInt64>) { totals.withLock { ($0.events, $0.bytes, $0.requests, $0.histogram) } }
 }
 
-/// What the producers send: records of `recordBytes` (key and value together), the same
-/// mix for every run. Raw values are JSON-like text with a counter and 64 random hex
-/// digits (telemetry compresses, but not to nothing); flip values are flip events
-/// whose reason pads them to size.
+/// What the producers send: records of about `recordBytes` (key and value together; MB/s
+/// counts the bytes really sent), the same mix for every run. Raw values are JSON-like
+/// text with a number and 64 random hex digits (telemetry compresses, but not to
+/// nothing); flip values are flip events whose reason and actor pad them to size.
 struct Workload: Sendable {
     let info: TopicInfo
     let batchRecords: Int
@@ -285,8 +287,10 @@ struct Workload: Sendable {
             keys = names.map { Array($0.utf8) }
         }
 
-        mutating func nextBatch() -> (partition: Int, batch: ByteBuffer, records: Int) {
+        /// The next batch, its record count and the bytes of its keys and values.
+        mutating func nextBatch() -> (partition: Int, batch: ByteBuffer, records: Int, payloadBytes: Int) {
             var records: [Record] = []
+            var payloadBytes = 0
             records.reserveCapacity(workload.batchRecords)
             for index in 0..<workload.batchRecords {
                 counter += 1
@@ -295,12 +299,13 @@ struct Workload: Sendable {
                 let key = keys[which]
                 let value = workload.info.kind == .flip ? flipValue(resource: resource, keyBytes: key.count) : rawValue(keyBytes: key.count)
                 records.append(Record(offsetDelta: Int32(index), key: key, value: value))
+                payloadBytes += key.count + value.count
             }
             let batch = RecordBatch(
                 attributes: BatchAttributes(compression: workload.compression), baseTimestamp: 0,
                 producerId: producerId, producerEpoch: epoch, baseSequence: sequence, records: records)
             sequence = sequence &+ Int32(records.count)
-            return (partition, ByteBuffer(bytes: batch.encoded()), records.count)
+            return (partition, ByteBuffer(bytes: batch.encoded()), records.count, payloadBytes)
         }
 
         /// Raw values come from a pool made once per producer (the generator should spend
@@ -324,8 +329,11 @@ struct Workload: Sendable {
             let up = counter % 2 == 0
             var event = FlipEvent(resource: resource, from: up ? "down" : "up", to: up ? "up" : "down", polarity: up ? 1 : -1,
                                   actor: "load", reason: "", epoch: 1, seq: counter, time: 1_764_000_000_000 + counter)
-            let base = event.encodedValue().count + keyBytes
-            event.reason = String(repeating: "r", count: max(0, min(FlipEvent.textBytesMax, workload.recordBytes - base)))
+            // Pad with the reason, then the actor (each holds at most 128 bytes).
+            let missing = max(0, workload.recordBytes - event.encodedValue().count - keyBytes)
+            event.reason = String(repeating: "r", count: min(FlipEvent.textBytesMax, missing))
+            let stillMissing = max(0, workload.recordBytes - event.encodedValue().count - keyBytes)
+            event.actor += String(repeating: "a", count: min(FlipEvent.textBytesMax - event.actor.utf8.count, stillMissing))
             return event.encodedValue()
         }
     }
