@@ -56,6 +56,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Pauli-Z windows, figures, storms and rollups (spec/pauli-z.md): pure, over flip events.
+        .target(
+            name: "PauliZ",
+            dependencies: ["LogFormat", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strict
+        ),
         .target(
             name: "LogSimulation",
             dependencies: ["LogIO", "LogFormat"],
@@ -145,6 +151,11 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PauliZTests",
+            dependencies: ["PauliZ", "LogFormat"],
             swiftSettings: strict
         ),
         .testTarget(

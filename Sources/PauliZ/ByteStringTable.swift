@@ -1,0 +1,128 @@
+/// Byte strings interned to dense ids, looked up from raw bytes without building a
+/// `String` or an array per lookup (the replay's hot path sees every record's key here).
+/// The bytes live in one arena; the index is open addressing with linear probing.
+public struct ByteStringTable: Sendable {
+    private var arena: [UInt8] = []
+    private var starts: [Int] = [0]
+    private var hashes: [UInt64] = []
+    /// Slot -> id + 1 (0 = empty).
+    private var slots: [Int32] = Array(repeating: 0, count: 64)
+
+    public init() {}
+
+    public var count: Int { hashes.count }
+
+    /// The id of `key`, inserting it when new.
+    public mutating func intern(_ key: UnsafeRawBufferPointer) -> Int32 {
+        let hash = Self.hash(key)
+        var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+        while true {
+            let entry = slots[slot]
+            if entry == 0 { break }
+            let id = Int(entry - 1)
+            if hashes[id] == hash && equals(id, key) { return Int32(id) }
+            slot = (slot + 1) & (slots.count - 1)
+        }
+        let id = hashes.count
+        precondition(id < Int(Int32.max) - 1, "too many distinct keys")
+        hashes.append(hash)
+        arena.append(contentsOf: key)
+        starts.append(arena.count)
+        slots[slot] = Int32(id + 1)
+        if hashes.count * 2 > slots.count { grow() }
+        return Int32(id)
+    }
+
+    public mutating func intern(_ key: String) -> Int32 {
+        var key = key
+        return key.withUTF8 { intern(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The id of `key`, nil when absent.
+    public func find(_ key: UnsafeRawBufferPointer) -> Int32? {
+        let hash = Self.hash(key)
+        var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+        while true {
+            let entry = slots[slot]
+            if entry == 0 { return nil }
+            let id = Int(entry - 1)
+            if hashes[id] == hash && equals(id, key) { return Int32(id) }
+            slot = (slot + 1) & (slots.count - 1)
+        }
+    }
+
+    public func string(_ id: Int32) -> String {
+        let range = starts[Int(id)]..<starts[Int(id) + 1]
+        return String(decoding: arena[range], as: UTF8.self)
+    }
+
+    public func withBytes<R>(_ id: Int32, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let range = starts[Int(id)]..<starts[Int(id) + 1]
+        return try arena.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
+    /// Bytewise order of two interned strings (the order of rows and episodes).
+    public func less(_ a: Int32, _ b: Int32) -> Bool {
+        if a == b { return false }
+        return arena.withUnsafeBytes { raw in
+            let ra = starts[Int(a)]..<starts[Int(a) + 1]
+            let rb = starts[Int(b)]..<starts[Int(b) + 1]
+            return UnsafeRawBufferPointer(rebasing: raw[ra]).lexicographicallyPrecedes(UnsafeRawBufferPointer(rebasing: raw[rb]))
+        }
+    }
+
+    private func equals(_ id: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+        let start = starts[id]
+        let end = starts[id + 1]
+        if end - start != key.count { return false }
+        if key.isEmpty { return true }
+        return arena.withUnsafeBytes { raw in
+            memcmpBytes(raw.baseAddress! + start, key.baseAddress!, key.count)
+        }
+    }
+
+    private mutating func grow() {
+        var bigger = [Int32](repeating: 0, count: slots.count * 2)
+        for (id, hash) in hashes.enumerated() {
+            var slot = Int(truncatingIfNeeded: hash) & (bigger.count - 1)
+            while bigger[slot] != 0 { slot = (slot + 1) & (bigger.count - 1) }
+            bigger[slot] = Int32(id + 1)
+        }
+        slots = bigger
+    }
+
+    /// FNV-1a over 8-byte words, then a final mix; good enough spread for keys that differ
+    /// in their last bytes (resource paths often do).
+    static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(key.count)
+        var index = 0
+        while index + 8 <= key.count {
+            h = (h ^ key.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            h ^= h >> 29
+            index += 8
+        }
+        while index < key.count {
+            h = (h ^ UInt64(key[index])) &* 0x0000_0100_0000_01B3
+            index += 1
+        }
+        h ^= h >> 33
+        h = h &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33
+        return h
+    }
+}
+
+/// Byte equality of two raw ranges.
+@inline(__always)
+func memcmpBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
+    var index = 0
+    while index + 8 <= count {
+        if a.loadUnaligned(fromByteOffset: index, as: UInt64.self) != b.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
+        index += 8
+    }
+    while index < count {
+        if a.load(fromByteOffset: index, as: UInt8.self) != b.load(fromByteOffset: index, as: UInt8.self) { return false }
+        index += 1
+    }
+    return true
+}

@@ -1,0 +1,90 @@
+import LogFormat
+
+/// Storm parameters of spec/pauli-z.md section 6: interval S, enter threshold E, exit
+/// threshold X, with X < E.
+public struct StormParameters: Sendable, Equatable, Hashable {
+    public var intervalMilliseconds: Int64
+    public var enter: Int
+    public var exit: Int
+
+    public init(intervalMilliseconds: Int64 = StormDefaults.intervalMilliseconds, enter: Int = StormDefaults.enter, exit: Int = StormDefaults.exit) {
+        self.intervalMilliseconds = intervalMilliseconds
+        self.enter = enter
+        self.exit = exit
+    }
+
+    public func validate() throws(PauliZError) {
+        if intervalMilliseconds < 1 || intervalMilliseconds > PauliZLimits.durationMax {
+            throw PauliZError("the storm interval must be 1 ms to 2^53-1 ms, got \(intervalMilliseconds)")
+        }
+        if enter < 1 || enter > PauliZLimits.stormThresholdMax { throw PauliZError("the storm enter threshold must be 1 to \(PauliZLimits.stormThresholdMax), got \(enter)") }
+        if exit < 0 || exit >= enter { throw PauliZError("the storm exit threshold must be at least 0 and below the enter threshold (\(enter)), got \(exit)") }
+    }
+}
+
+/// What a Pauli-Z query asks: windows (size W, hop H; tumbling when H = W), which
+/// windows by start (`from <= s < to`), storm parameters, and the topic's polarity map.
+public struct PauliZQuery: Sendable, Equatable {
+    public var windowMilliseconds: Int64
+    public var hopMilliseconds: Int64
+    public var from: Int64?
+    public var to: Int64?
+    public var storm: StormParameters
+    /// The topic's polarity map (state name to -1, 0 or 1), applied to events without one.
+    public var polarityMap: [String: Int8]
+
+    public init(
+        windowMilliseconds: Int64, hopMilliseconds: Int64? = nil, from: Int64? = nil, to: Int64? = nil,
+        storm: StormParameters = StormParameters(), polarityMap: [String: Int8] = [:]
+    ) {
+        self.windowMilliseconds = windowMilliseconds
+        self.hopMilliseconds = hopMilliseconds ?? windowMilliseconds
+        self.from = from
+        self.to = to
+        self.storm = storm
+        self.polarityMap = polarityMap
+    }
+
+    /// Windows each event belongs to (W / H).
+    public var windowsPerEvent: Int { Int(windowMilliseconds / hopMilliseconds) }
+
+    public func validate() throws(PauliZError) {
+        if windowMilliseconds < 1 || windowMilliseconds > PauliZLimits.durationMax {
+            throw PauliZError("the window must be 1 ms to 2^53-1 ms, got \(windowMilliseconds)")
+        }
+        if hopMilliseconds < 1 || hopMilliseconds > windowMilliseconds || windowMilliseconds % hopMilliseconds != 0 {
+            throw PauliZError("the hop must divide the window (\(windowMilliseconds) ms), got \(hopMilliseconds)")
+        }
+        if windowMilliseconds / hopMilliseconds > Int64(PauliZLimits.windowsPerEventMax) {
+            throw PauliZError("window / hop is \(windowMilliseconds / hopMilliseconds); at most \(PauliZLimits.windowsPerEventMax) overlapping windows are kept per event")
+        }
+        if let from, let to, from >= to { throw PauliZError("--from (\(from)) must be before --to (\(to))") }
+        try storm.validate()
+        for (state, polarity) in polarityMap where !(-1...1).contains(polarity) {
+            throw PauliZError("the polarity map gives \(state) \(polarity); polarities are -1, 0 or 1")
+        }
+    }
+}
+
+public enum PauliZLimits {
+    /// Windows, hops and storm intervals: at most the span of event times.
+    public static let durationMax: Int64 = (1 << 53) - 1
+    /// Overlapping windows per event (W / H): each event updates that many rows.
+    public static let windowsPerEventMax = 4_096
+    public static let stormThresholdMax = 1 << 30
+    /// Rows held in memory before a sorted run is spilled to a temporary file.
+    public static let rowsInMemoryDefault = 1 << 21
+}
+
+public struct PauliZError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Floor division (times may be negative).
+@inline(__always)
+func floorDivide(_ a: Int64, _ b: Int64) -> Int64 {
+    let q = a / b
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+}

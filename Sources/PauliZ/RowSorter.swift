@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Puts rows in output order (window start, then resource bytewise) with bounded memory:
+/// rows collect in memory up to a limit, then are sorted and written to a temporary file
+/// as one run; `drain` merges the runs and what is in memory. A resource whose clock lags
+/// can add rows to early windows late in the log, so no row is final before the end.
+///
+/// Runs hold the rows' bytes as they are in memory (a temporary file of this process,
+/// read back by it). Files are removed as soon as they are opened, so nothing is left
+/// behind, whatever happens to the process.
+final class RowSorter {
+    private var buffer: [PauliZRow] = []
+    private let rowsInMemoryMax: Int
+    private let temporaryDirectory: String
+    private var runs: [(descriptor: Int32, rows: Int)] = []
+    private(set) var rowCount = 0
+
+    init(rowsInMemoryMax: Int, temporaryDirectory: String?) {
+        self.rowsInMemoryMax = max(rowsInMemoryMax, 1)
+        self.temporaryDirectory = temporaryDirectory ?? RowSorter.defaultTemporaryDirectory()
+    }
+
+    deinit {
+        for run in runs { close(run.descriptor) }
+    }
+
+    static func defaultTemporaryDirectory() -> String {
+        if let value = getenv("TMPDIR"), let text = String(validatingCString: value), !text.isEmpty { return text }
+        return "/tmp"
+    }
+
+    var spilledRuns: Int { runs.count }
+
+    func add(_ row: PauliZRow, resources: ByteStringTable) throws(PauliZError) {
+        buffer.append(row)
+        rowCount += 1
+        if buffer.count >= rowsInMemoryMax { try spill(resources: resources) }
+    }
+
+    static func ordered(_ resources: ByteStringTable) -> (PauliZRow, PauliZRow) -> Bool {
+        { a, b in a.windowStart != b.windowStart ? a.windowStart < b.windowStart : resources.less(a.key, b.key) }
+    }
+
+    private func spill(resources: ByteStringTable) throws(PauliZError) {
+        buffer.sort(by: Self.ordered(resources))
+        var template = Array("\(temporaryDirectory)/lodestone-pauliz-XXXXXX".utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        if descriptor < 0 { throw PauliZError("cannot create a temporary file in \(temporaryDirectory): \(String(cString: strerror(errno)))") }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        let written = buffer.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+        if !written {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            throw PauliZError("cannot write a sorted run to \(temporaryDirectory): \(reason)")
+        }
+        runs.append((descriptor, buffer.count))
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Every row once, in order. The sorter is empty afterwards.
+    func drain(resources: ByteStringTable, _ body: (PauliZRow) throws -> Void) throws {
+        let ordered = Self.ordered(resources)
+        buffer.sort(by: ordered)
+        if runs.isEmpty {
+            for row in buffer { try body(row) }
+            buffer.removeAll()
+            return
+        }
+        var sources: [RunReader] = try runs.map { run in try RunReader(descriptor: run.descriptor, rows: run.rows) }
+        sources.append(RunReader(memory: buffer))
+        buffer.removeAll()
+        // A k-way merge over the runs' heads; runs are few (rows / limit), so a linear
+        // scan for the smallest head costs less than keeping a heap.
+        while true {
+            var best: Int?
+            for index in sources.indices {
+                guard let head = sources[index].head else { continue }
+                if let current = best, !ordered(head, sources[current].head!) { continue }
+                best = index
+            }
+            guard let best else { break }
+            try body(sources[best].head!)
+            try sources[best].advance()
+        }
+        for run in runs { close(run.descriptor) }
+        runs.removeAll()
+    }
+}
+
+/// Reads one sorted run back in chunks.
+private struct RunReader {
+    private var descriptor: Int32 = -1
+    private var remaining: Int
+    private var chunk: [PauliZRow] = []
+    private var position = 0
+    private static let chunkRows = 1 << 14
+
+    init(descriptor: Int32, rows: Int) throws {
+        self.descriptor = descriptor
+        remaining = rows
+        if lseek(descriptor, 0, SEEK_SET) < 0 { throw PauliZError("cannot rewind a sorted run: \(String(cString: strerror(errno)))") }
+        try refill()
+    }
+
+    init(memory: [PauliZRow]) {
+        chunk = memory
+        remaining = 0
+    }
+
+    var head: PauliZRow? { position < chunk.count ? chunk[position] : nil }
+
+    mutating func advance() throws {
+        position += 1
+        if position == chunk.count && remaining > 0 { try refill() }
+    }
+
+    private mutating func refill() throws {
+        let count = min(remaining, Self.chunkRows)
+        chunk = [PauliZRow](repeating: PauliZRow(windowStart: 0, key: 0), count: count)
+        let descriptor = descriptor
+        let ok = chunk.withUnsafeMutableBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = read(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        if !ok { throw PauliZError("cannot read back a sorted run") }
+        remaining -= count
+        position = 0
+    }
+}
