@@ -62,6 +62,12 @@ let package = Package(
             dependencies: ["LogFormat", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // Offline and server-side replay of a flip topic's segments into PauliZ.
+        .target(
+            name: "PauliZReplay",
+            dependencies: ["PauliZ", "LogStorage", "LogFormat", "LogIO"],
+            swiftSettings: strict
+        ),
         .target(
             name: "LogSimulation",
             dependencies: ["LogIO", "LogFormat"],
@@ -109,6 +115,8 @@ let package = Package(
                 "LogServer",
                 "LogClient",
                 "WireProtocol",
+                "PauliZ",
+                "PauliZReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -155,7 +163,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PauliZTests",
-            dependencies: ["PauliZ", "LogFormat"],
+            dependencies: ["PauliZ", "PauliZReplay", "LogStorage", "LogFormat", "LogIO"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -110,6 +110,12 @@ struct BatchScanner {
         return Array(chunk[start..<(start + batch.size)])
     }
 
+    /// Calls `body` with the bytes of a batch that `next` just returned (no copy).
+    func withBatchBytes<R>(_ batch: Batch, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = Int(batch.position - chunkStart)
+        return try chunk.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<(start + batch.size)])) }
+    }
+
     /// Appends the bytes of a batch that `next` just returned to `output`.
     func appendBytes(of batch: Batch, to output: inout [UInt8]) {
         let start = Int(batch.position - chunkStart)

@@ -13,7 +13,7 @@ struct Lodestone: AsyncParsableCommand {
         abstract: "A durable event log for state-flip telemetry.",
         subcommands: [
             ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, OffsetsCommand.self,
-            HealthCommand.self, CheckCommand.self, InspectCommand.self,
+            HealthCommand.self, PaulizCommand.self, CheckCommand.self, InspectCommand.self,
         ])
 
     /// ArgumentParser's own main, except that usage errors exit with status 2 (not 64),

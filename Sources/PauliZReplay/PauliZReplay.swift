@@ -1,0 +1,107 @@
+import LogFormat
+import LogIO
+import LogStorage
+import PauliZ
+
+/// Which resources a query keeps: all, one, or a prefix (P itself and everything under
+/// `P/`). Events of other resources still move the horizon (spec section 4).
+public enum ResourceFilter: Sendable, Equatable {
+    case all
+    case exact(String)
+    case prefix(String)
+
+    func matcher() -> (UnsafeRawBufferPointer) -> Bool {
+        switch self {
+        case .all:
+            return { _ in true }
+        case .exact(let name):
+            let wanted = Array(name.utf8)
+            return { key in key.elementsEqual(wanted) }
+        case .prefix(let prefix):
+            let wanted = Array(prefix.utf8)
+            return { key in
+                guard key.count >= wanted.count, key.prefix(wanted.count).elementsEqual(wanted) else { return false }
+                return key.count == wanted.count || key[wanted.count] == UInt8(ascii: "/")
+            }
+        }
+    }
+}
+
+/// What a replay read.
+public struct ReplayStatistics: Sendable, Equatable {
+    public var partitions = 0
+    public var segmentsRead = 0
+    public var batches = 0
+    public var events: Int64 = 0
+    /// Events of the selected resources, fed to the engine.
+    public var eventsSelected: Int64 = 0
+    public var bytesRead: Int64 = 0
+    /// Bytes after the last valid batch of uncleanly stopped partitions, not read.
+    public var tornBytes: Int64 = 0
+}
+
+/// Offline Pauli-Z (`lodestone pauliz --data DIR`): reads every partition of a flip
+/// topic from a stopped server's data directory, read-only, into a `PauliZEngine`.
+public enum PauliZReplay {
+    /// The storm parameters and polarity map a query of `topic` uses when it names none.
+    public static func topicDefaults(_ configuration: TopicConfiguration) -> (storm: StormParameters, polarityMap: [String: Int8]) {
+        let storm = configuration.storm
+        return (StormParameters(intervalMilliseconds: storm.intervalMilliseconds, enter: storm.enter, exit: storm.exit), configuration.polarityMap ?? [:])
+    }
+
+    /// Runs `query` over the topic. `configure` sees the topic's configuration first and
+    /// returns the query to run (so the caller can default storm parameters and take the
+    /// polarity map from it). `progress` is called with bytes read and bytes in all.
+    public static func run(
+        directory: String, topic: String, filter: ResourceFilter = .all, fileIO: any FileIO = PosixFileIO(),
+        rowsInMemoryMax: Int = PauliZLimits.rowsInMemoryDefault,
+        configure: (TopicConfiguration) throws -> PauliZQuery,
+        progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil
+    ) throws -> (PauliZResult, ReplayStatistics) {
+        let reader = try DirectoryReader(directory: directory, fileIO: fileIO)
+        let configuration = try reader.topicConfiguration(topic)
+        guard configuration.kind == .flip else {
+            throw PauliZError("topic \(topic) is a \(configuration.kind.rawValue) topic; Pauli-Z reads flip topics")
+        }
+        let query = try configure(configuration)
+        let engine = try PauliZEngine(query: query, rowsInMemoryMax: rowsInMemoryMax)
+        let partitions = try (0..<configuration.partitionCount).map { index throws(StorageError) in try reader.partitionFiles(topic: topic, partition: index) }
+        let total = partitions.reduce(0) { $0 + $1.bytes }
+        var statistics = ReplayStatistics(partitions: partitions.count)
+        let matches = filter.matcher()
+        let everything = filter == .all
+        var reported: Int64 = 0
+        for files in partitions {
+            for segment in files.segments {
+                let end = try reader.forEachBatch(in: segment, of: files) { header, bytes in
+                    statistics.batches += 1
+                    do {
+                        try FlipRecords.forEach(batch: bytes, header: header) { event in
+                            statistics.events += 1
+                            if everything || matches(event.resource) {
+                                statistics.eventsSelected += 1
+                                try engine.ingest(
+                                    resource: event.resource, from: event.from, to: event.to, polarity: event.polarity,
+                                    hasActor: !event.actor.isEmpty, hasReason: !event.reason.isEmpty,
+                                    epoch: event.epoch, seq: event.seq, time: event.time)
+                            } else {
+                                engine.observe(time: event.time)
+                            }
+                        }
+                    } catch let error as FormatError {
+                        throw StorageError(.corruption, "\(segment.path): the batch at offset \(header.baseOffset) is not a batch of flip events: \(error.message)")
+                    }
+                    statistics.bytesRead += Int64(bytes.count)
+                    if let progress, statistics.bytesRead - reported >= 16 << 20 {
+                        reported = statistics.bytesRead
+                        progress(statistics.bytesRead, total)
+                    }
+                }
+                statistics.segmentsRead += 1
+                statistics.tornBytes += end.unreadBytes
+            }
+        }
+        progress?(total, total)
+        return (try engine.finish(), statistics)
+    }
+}

@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import LogIO
+import LogStorage
+import PauliZ
+import PauliZReplay
+
+struct PaulizCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pauliz",
+        abstract: "Pauli-Z rows (direction and rate of state flips per resource and window) or storm episodes of a flip topic.",
+        discussion: """
+            Rows follow spec/pauli-z.md: one per resource and window with at least one \
+            event, ordered by window start, then resource. --storms prints storm episodes \
+            instead. --data DIR replays a stopped server's data directory (read-only; \
+            refused while a server holds it). Storm parameters default to the topic's. \
+            Docs/pauliz.md explains every figure. Exit status: 0 done, 1 the query failed \
+            (corruption, unknown topic, a server holding the directory), 2 usage.
+            """)
+
+    @OptionGroup var server: ServerOptions
+
+    @Option(help: "A stopped server's data directory, replayed offline.")
+    var data: String?
+
+    @Option(help: "The flip topic.")
+    var topic: String
+
+    @Option(help: "Window size: a duration such as 60s, 1m, 1h.")
+    var window: String
+
+    @Option(help: "Hop for hopping windows (must divide the window); default: the window (tumbling).")
+    var hop: String?
+
+    @Option(help: "Only windows starting at or after this time (milliseconds or RFC 3339).")
+    var from: String?
+
+    @Option(help: "Only windows starting before this time.")
+    var to: String?
+
+    @Option(help: "Only this resource.")
+    var resource: String?
+
+    @Option(help: "Only resources equal to P or starting with P/.")
+    var prefix: String?
+
+    @Option(name: .customLong("group-depth"), help: "Roll rows up by the first N segments of the resource split on /.")
+    var groupDepth: Int?
+
+    @Flag(help: "Print storm episodes instead of rows.")
+    var storms = false
+
+    @Option(name: .customLong("storm-interval"), help: "Storm interval S (default: the topic's).")
+    var stormInterval: String?
+
+    @Option(name: .customLong("storm-enter"), help: "Storm enter threshold E (default: the topic's).")
+    var stormEnter: Int?
+
+    @Option(name: .customLong("storm-exit"), help: "Storm exit threshold X (default: the topic's).")
+    var stormExit: Int?
+
+    @Option(help: "Output format: jsonl, csv or table.")
+    var format: String = "jsonl"
+
+    func validate() throws {
+        if resource != nil && prefix != nil { throw ValidationError("give --resource or --prefix, not both") }
+        if let groupDepth, groupDepth < 1 { throw ValidationError("--group-depth must be at least 1") }
+        if storms && groupDepth != nil { throw ValidationError("storm episodes are per resource: --group-depth does not apply to --storms") }
+        if PauliZFormat(rawValue: format) == nil { throw ValidationError("--format must be jsonl, csv or table, got \"\(format)\"") }
+    }
+
+    func run() throws {
+        do {
+            try runQuery()
+        } catch let failure as CommandFailure {
+            printError("lodestone pauliz: \(failure.description)")
+            throw ExitCode(failure.status)
+        } catch let error as StorageError {
+            printError("lodestone pauliz: \(error.message)")
+            throw ExitCode(1)
+        } catch let error as PauliZError {
+            printError("lodestone pauliz: \(error.message)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func runQuery() throws {
+        let format = PauliZFormat(rawValue: format)!
+        let windowMilliseconds = try parseDuration(window, option: "--window")
+        let hopMilliseconds = try hop.map { try parseDuration($0, option: "--hop") }
+        let fromTime = try from.map { try parseTime($0, option: "--from") }
+        let toTime = try to.map { try parseTime($0, option: "--to") }
+        let interval = try stormInterval.map { try parseDuration($0, option: "--storm-interval") }
+        let filter: ResourceFilter = resource.map { .exact($0) } ?? prefix.map { .prefix($0) } ?? .all
+        guard let data else {
+            throw CommandFailure("live queries over --server are not served yet; replay a stopped server's data directory with --data DIR")
+        }
+        let started = ContinuousClock.now
+        let progress = ReplayProgress()
+        let (result, statistics) = try PauliZReplay.run(directory: data, topic: topic, filter: filter, configure: { configuration in
+            let defaults = PauliZReplay.topicDefaults(configuration)
+            let storm = StormParameters(
+                intervalMilliseconds: interval ?? defaults.storm.intervalMilliseconds, enter: stormEnter ?? defaults.storm.enter,
+                exit: stormExit ?? defaults.storm.exit)
+            let query = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime,
+                                    storm: storm, polarityMap: defaults.polarityMap)
+            do { try query.validate() } catch let error as PauliZError { throw CommandFailure(error.message, status: 2) }
+            return query
+        }, progress: progress.report)
+        var output = OutputBuffer()
+        if storms {
+            if let header = PauliZOutput.episodeHeader(format) { output.line(header) }
+            for episode in result.episodes {
+                output.line(PauliZOutput.episodeLine(format, resource: result.name(of: episode.resource), episode: episode))
+            }
+        } else if let groupDepth {
+            if let header = PauliZOutput.rowHeader(format, keyName: "group") { output.line(header) }
+            var rollup = PauliZRollup(depth: groupDepth)
+            let emit = { (group: String, row: PauliZRow) in
+                output.line(PauliZOutput.rowLine(format, keyName: "group", key: group, row: row, windowMilliseconds: windowMilliseconds))
+            }
+            try result.forEachRow { row in rollup.add(row, resources: result.resources, emit: emit) }
+            rollup.flush(emit)
+        } else {
+            if let header = PauliZOutput.rowHeader(format, keyName: "resource") { output.line(header) }
+            try result.forEachRow { row in
+                output.line(PauliZOutput.rowLine(format, keyName: "resource", key: result.name(of: row.key), row: row, windowMilliseconds: windowMilliseconds))
+            }
+        }
+        output.flush()
+        progress.finish(String(
+            format: "pauliz: %lld events (%lld selected) in %d partitions, %.1f s", statistics.events, statistics.eventsSelected,
+            statistics.partitions, secondsSince(started)))
+    }
+}
+
+/// Progress of a replay on stderr, at most once a second, when stderr is a terminal.
+final class ReplayProgress {
+    private let enabled = isatty(STDERR_FILENO) != 0
+    private var last = ContinuousClock.now
+    private var shown = false
+
+    func report(_ done: Int64, _ total: Int64) {
+        guard enabled, ContinuousClock.now - last >= .seconds(1) else { return }
+        last = ContinuousClock.now
+        shown = true
+        let percent = total > 0 ? Double(done) * 100 / Double(total) : 100
+        writeAll(String(format: "\r\u{1B}[Kpauliz: %.0f%% of %lld MB read", percent, total >> 20), to: STDERR_FILENO)
+    }
+
+    func finish(_ summary: String) {
+        guard enabled else { return }
+        writeAll((shown ? "\r\u{1B}[K" : "") + summary + "\n", to: STDERR_FILENO)
+    }
+}
+
+/// Lines to stdout through a 256 KiB buffer (rows can number millions).
+struct OutputBuffer {
+    private var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(1 << 18) }
+
+    mutating func line(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+        bytes.append(0x0A)
+        if bytes.count >= 1 << 18 { flush() }
+    }
+
+    mutating func flush() {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = write(STDOUT_FILENO, raw.baseAddress! + offset, raw.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+        bytes.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import LogFormat
+import LogIO
+import LogStorage
+import Logging
+import PauliZ
+import PauliZReplay
+import XCTest
+
+/// Offline replay of a real data directory: the same rows as the engine fed the same
+/// events in memory, whatever the partitions, segments and compression.
+final class ReplayTests: XCTestCase {
+    static let quiet: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    /// Writes `events` to a new flip topic, each resource to its partition (the key's), in batches of
+    /// up to 7 records (every other batch LZ4), segments of 8 KiB; returns the directory.
+    func makeStore(_ events: [FlipEvent], partitions: Int = 3, polarityMap: [String: Int8]? = nil, keepOpen: ((LogStore) async throws -> Void)? = nil) async throws -> String {
+        let directory = NSTemporaryDirectory() + "lodestone-pauliz-" + UUID().uuidString
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: directory) }
+        let pool = IOThreadPool(threadCount: 1)
+        defer { pool.shutdown() }
+        var configuration = StorageConfiguration()
+        configuration.segmentBytes = 8192
+        configuration.groupWriteBytesMax = 4096
+        configuration.batchLimits = BatchLimits(batchBytesMax: 2048)
+        configuration.preallocationBytes = 2048
+        let store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: configuration, executor: pool, logger: Self.quiet))
+        try store.createTopic(name: "flips", partitionCount: partitions, kind: .flip, polarityMap: polarityMap)
+        var pending: [Int: [FlipEvent]] = [:]
+        var batchNumber = 0
+        func flush(_ partition: Int) async throws {
+            guard let batch = pending[partition], !batch.isEmpty else { return }
+            batchNumber += 1
+            let bytes = RecordBatch.make(values: batch.map { ($0.key, $0.encodedValue()) }, timestamp: 0, compression: batchNumber % 2 == 0 ? .lz4 : .none).encoded()
+            let outcome = try await store.partition(topic: "flips", index: partition).append(bytes)
+            guard case .committed = outcome else { throw PauliZError("append: \(outcome)") }
+            pending[partition] = []
+        }
+        for event in events {
+            let partition = Partitioner.partition(forKey: event.key, partitionCount: partitions)
+            pending[partition, default: []].append(event)
+            if pending[partition]!.count == 7 { try await flush(partition) }
+        }
+        for partition in 0..<partitions { try await flush(partition) }
+        if let keepOpen { try await keepOpen(store) }
+        try await store.close()
+        return directory
+    }
+
+    func replay(_ directory: String, _ query: PauliZQuery, filter: ResourceFilter = .all) throws -> [String] {
+        let (result, _) = try PauliZReplay.run(directory: directory, topic: "flips", filter: filter) { configuration in
+            var query = query
+            query.polarityMap = configuration.polarityMap ?? [:]
+            return query
+        }
+        var rows: [String] = []
+        try result.forEachRow { row in
+            rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: result.name(of: row.key), row: row, windowMilliseconds: query.windowMilliseconds))
+        }
+        return rows + result.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: result.name(of: $0.resource), episode: $0) }
+    }
+
+    func testReplayEqualsTheEngineOverTheSameEvents() async throws {
+        var traffic = SmallTraffic(seed: 77)
+        let events = traffic.events(count: 600)
+        let map: [String: Int8] = ["on": 1, "off": -1]
+        let directory = try await makeStore(events, polarityMap: map)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: directory + "/topics/flips/0").filter { $0.hasSuffix(".log") }
+        XCTAssertGreaterThan(segments.count, 1, "the test means to cross segment boundaries")
+        let query = PauliZQuery(windowMilliseconds: 10, hopMilliseconds: 5, storm: StormParameters(intervalMilliseconds: 8, enter: 3, exit: 1), polarityMap: map)
+        let expected = try runEngine(events, query)
+        XCTAssertFalse(expected.rows.isEmpty)
+        XCTAssertFalse(expected.storms.isEmpty, "the traffic should hold storms for these parameters")
+        XCTAssertEqual(try replay(directory, query), expected.rows + expected.storms)
+    }
+
+    /// A prefix keeps its resources' rows; the others still set the horizon.
+    func testFilterKeepsTheTopicsHorizon() async throws {
+        let events = [
+            flip("a/x", 0, to: "on", polarity: 1, seq: 1),
+            flip("a", 5, to: "on", polarity: 1, seq: 1),
+            flip("ab", 7, to: "on", polarity: 1, seq: 1),
+            flip("b", 100, to: "on", polarity: 1, seq: 1),
+        ]
+        let directory = try await makeStore(events)
+        let query = PauliZQuery(windowMilliseconds: 1_000)
+        let rows = try replay(directory, query, filter: .prefix("a"))
+        XCTAssertEqual(rows, [
+            row("a", 0, 1_000, events: 1, flips: 0, up: 0, down: 0, rate: "0.0", coverage: "null", known: 95, z: "1.0"),
+            row("a/x", 0, 1_000, events: 1, flips: 0, up: 0, down: 0, rate: "0.0", coverage: "null", known: 100, z: "1.0"),
+        ])
+        XCTAssertEqual(try replay(directory, query, filter: .exact("ab")), [
+            row("ab", 0, 1_000, events: 1, flips: 0, up: 0, down: 0, rate: "0.0", coverage: "null", known: 93, z: "1.0"),
+        ])
+    }
+
+    func testRefusedWhileTheStoreIsOpen() async throws {
+        var failure: (any Error)?
+        _ = try await makeStore([flip("r", 0, to: "on", seq: 1)]) { store in
+            do {
+                _ = try self.replay(store.directory, PauliZQuery(windowMilliseconds: 1_000))
+            } catch {
+                failure = error
+            }
+        }
+        let error = try XCTUnwrap(failure as? StorageError)
+        XCTAssertEqual(error.code, .locked)
+    }
+
+    func testRawTopicsAreRefused() async throws {
+        let directory = try await makeStore([])
+        let pool = IOThreadPool(threadCount: 1)
+        defer { pool.shutdown() }
+        let store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), executor: pool, logger: Self.quiet))
+        try store.createTopic(name: "raw", partitionCount: 1, kind: .raw)
+        try await store.close()
+        XCTAssertThrowsError(try PauliZReplay.run(directory: directory, topic: "raw") { _ in PauliZQuery(windowMilliseconds: 1) }) { error in
+            XCTAssertTrue("\(error)".contains("raw topic"), "\(error)")
+        }
+    }
+
+    /// A damaged byte in a sealed segment is an error naming the file, never data.
+    func testCorruptionIsReportedNotRead() async throws {
+        var traffic = SmallTraffic(seed: 5)
+        let directory = try await makeStore(traffic.events(count: 300), partitions: 1)
+        let path = directory + "/topics/flips/0/00000000000000000000.log"
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try replay(directory, PauliZQuery(windowMilliseconds: 10))) { error in
+            XCTAssertEqual((error as? StorageError)?.code, .corruption, "\(error)")
+            XCTAssertTrue("\(error)".contains("00000000000000000000.log"), "\(error)")
+        }
+    }
+}
+
