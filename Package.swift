@@ -68,6 +68,12 @@ let package = Package(
             dependencies: ["PauliZ", "LogStorage", "LogFormat", "LogIO"],
             swiftSettings: strict
         ),
+        // Seeded, realistic flip traffic: the traffic tool, the Pauli-Z benchmark, tests.
+        .target(
+            name: "FlipTraffic",
+            dependencies: ["LogFormat", "LogSimulation"],
+            swiftSettings: strict
+        ),
         .target(
             name: "LogSimulation",
             dependencies: ["LogIO", "LogFormat"],
@@ -131,6 +137,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Simulate",
+            swiftSettings: strict
+        ),
+        // Seeded flip traffic into a data directory or a file: Tools/traffic.
+        .executableTarget(
+            name: "lodestone-traffic",
+            dependencies: [
+                "FlipTraffic", "LogFormat", "LogIO", "LogStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/Traffic",
             swiftSettings: strict
         ),
         // Whole-system load over TCP against a running server: Tools/load.

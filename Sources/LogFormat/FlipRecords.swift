@@ -1,5 +1,6 @@
 /// The fields of one stored flip event, as views into the batch's bytes (valid only
 /// during the call that hands them out).
+@frozen
 public struct FlipFields {
     public var resource: UnsafeRawBufferPointer
     public var from: UnsafeRawBufferPointer
@@ -11,6 +12,22 @@ public struct FlipFields {
     public var epoch: Int64
     public var seq: Int64
     public var time: Int64
+
+    @inlinable
+    public init(
+        resource: UnsafeRawBufferPointer, from: UnsafeRawBufferPointer, to: UnsafeRawBufferPointer, actor: UnsafeRawBufferPointer,
+        reason: UnsafeRawBufferPointer, polarity: Int8?, epoch: Int64, seq: Int64, time: Int64
+    ) {
+        self.resource = resource
+        self.from = from
+        self.to = to
+        self.actor = actor
+        self.reason = reason
+        self.polarity = polarity
+        self.epoch = epoch
+        self.seq = seq
+        self.time = time
+    }
 }
 
 /// Reads the flip events of a stored batch straight from its bytes, for replays that
@@ -20,6 +37,7 @@ public struct FlipFields {
 public enum FlipRecords {
     /// Calls `visit` for each record of `batch` (a whole stored batch; LZ4 or
     /// uncompressed). Control batches hold no events: nothing is visited.
+    @inlinable
     public static func forEach(batch: UnsafeRawBufferPointer, header: RecordBatchHeader, _ visit: (FlipFields) throws -> Void) throws {
         if header.attributes.isControl { return }
         let body = UnsafeRawBufferPointer(rebasing: batch[RecordBatchHeader.size...])
@@ -34,6 +52,7 @@ public enum FlipRecords {
         }
     }
 
+    @inlinable
     static func walk(_ records: UnsafeRawBufferPointer, count: Int, _ visit: (FlipFields) throws -> Void) throws {
         var reader = RawReader(records)
         for _ in 0..<count {
@@ -72,20 +91,22 @@ public enum FlipRecords {
 }
 
 /// Bounds-checked reads from raw bytes (LEB128 and Kafka's zigzag varints).
+@usableFromInline
 struct RawReader {
-    let bytes: UnsafeRawBufferPointer
-    var position = 0
+    @usableFromInline let bytes: UnsafeRawBufferPointer
+    @usableFromInline var position = 0
 
+    @inlinable
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func byte() throws -> UInt8 {
         guard position < bytes.count else { throw FormatError(.truncated, "a record ends early") }
         defer { position += 1 }
         return bytes[position]
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func uvarint(limit: UInt64 = UInt64.max) throws -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
@@ -101,13 +122,13 @@ struct RawReader {
     }
 
     /// Zigzag-encoded signed varint (Kafka's varint and varlong).
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func varint() throws -> Int64 {
         let raw = try uvarint()
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func slice(_ count: Int) throws -> UnsafeRawBufferPointer {
         guard count >= 0, count <= bytes.count - position else { throw FormatError(.truncated, "a field of \(count) bytes runs past its record") }
         defer { position += count }

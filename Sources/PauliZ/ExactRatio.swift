@@ -5,14 +5,14 @@
 public func exactRatio(_ numerator: Int128, _ denominator: Int128) -> Double {
     precondition(denominator > 0, "a ratio needs a positive denominator")
     if numerator == 0 { return 0 }
+    // Integers of at most 53 bits convert exactly; one division rounds once.
+    let exactLimit: Int128 = 1 << 53
+    if numerator.magnitude <= exactLimit.magnitude && denominator <= exactLimit {
+        return Double(Int64(numerator)) / Double(Int64(denominator))
+    }
     let negative = numerator < 0
     let n = UInt128(numerator.magnitude)
     let d = UInt128(denominator)
-    let exact: UInt128 = 1 << 53
-    if n <= exact && d <= exact {
-        let value = Double(n) / Double(d)
-        return negative ? -value : value
-    }
     // The quotient with 55 significant bits (53, a rounding bit, one more) and a sticky
     // bit for anything below; value = q * 2^exponent.
     var q = n / d

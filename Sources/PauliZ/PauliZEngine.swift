@@ -1,3 +1,4 @@
+import LogFormat
 import DequeModule
 
 /// The aggregation engine of spec/pauli-z.md: fed the flip events of a topic in log
@@ -18,114 +19,193 @@ import DequeModule
 /// an event reaches its end, or at the horizon.
 public final class PauliZEngine {
     public let query: PauliZQuery
-    public private(set) var resources = ByteStringTable()
-    private var polarityStates = ByteStringTable()
-    private var polarityValues: [Int8] = []
-    private var states: [ResourceState] = []
-    private var sorter: RowSorter
-    private var episodes: [PauliZEpisode] = []
+    /// Everything that changes per event, in one struct: one access to it per event,
+    /// instead of one exclusivity check per stored property of a class.
+    private var core: EngineCore
+
+    public var resources: ByteStringTable { core.resources }
     /// The largest event time seen (ingested or only observed): the horizon so far.
-    public private(set) var largestTime: Int64?
-    public private(set) var eventCount: Int64 = 0
-
-    private let window: Int64
-    private let hop: Int64
-    private let windowsPerEvent: Int64
-    private let stormInterval: Int64
-    private let stormEnter: Int
-    private let stormExit: Int
-
-    struct ResourceState {
-        var lastTo: [UInt8] = []
-        var lastEpoch: Int64 = 0
-        var lastSeq: Int64 = 0
-        /// Effective time of the last event.
-        var lastTime: Int64 = 0
-        /// The state's polarity since `lastTime`.
-        var polarity: Int8 = 0
-        /// Rows of the open windows, by start; each contains `lastTime`.
-        var rows: [PauliZRow] = []
-        var storm = StormTracker()
-    }
+    public var largestTime: Int64? { core.largestTime }
+    public var eventCount: Int64 { core.eventCount }
 
     public init(query: PauliZQuery, rowsInMemoryMax: Int = PauliZLimits.rowsInMemoryDefault, temporaryDirectory: String? = nil) throws(PauliZError) {
         try query.validate()
         self.query = query
-        window = query.windowMilliseconds
-        hop = query.hopMilliseconds
-        windowsPerEvent = query.windowMilliseconds / query.hopMilliseconds
-        stormInterval = query.storm.intervalMilliseconds
-        stormEnter = query.storm.enter
-        stormExit = query.storm.exit
-        sorter = RowSorter(rowsInMemoryMax: rowsInMemoryMax, temporaryDirectory: temporaryDirectory)
+        core = EngineCore(query: query, sorter: RowSorter(temporaryDirectory: temporaryDirectory), rowsInMemoryMax: rowsInMemoryMax)
+    }
+
+    /// An event's time that is not ingested (a filtered-out resource): it still moves the
+    /// horizon, which is the whole topic's.
+    @inline(__always)
+    public func observe(time: Int64) { core.observe(time: time) }
+
+    /// One flip event, fields as stored (spec section 1): `from`/`to` as UTF-8 bytes,
+    /// `polarity` nil when absent (the topic's map then decides), whether actor and reason
+    /// are non-empty.
+    @inline(__always)
+    public func ingest(
+        resource: UnsafeRawBufferPointer, from: UnsafeRawBufferPointer, to: UnsafeRawBufferPointer, polarity: Int8?,
+        hasActor: Bool, hasReason: Bool, epoch: Int64, seq: Int64, time: Int64
+    ) throws(PauliZError) {
+        try core.ingest(resource: resource, from: from, to: to, polarity: polarity, covered: hasActor && hasReason, epoch: epoch, seq: seq, time: time)
+    }
+
+    /// Every flip event of a stored batch (as `FlipRecords` reads it), those of resources
+    /// `filter` keeps ingested, the others only observed. Returns how many events the
+    /// batch held and how many were kept. A malformed batch throws `FormatError`.
+    public func ingest(batch: UnsafeRawBufferPointer, header: RecordBatchHeader, filter: ResourceFilter) throws -> (events: Int64, selected: Int64) {
+        try core.ingest(batch: batch, header: header, filter: filter)
+    }
+
+    /// Closes every resource at the horizon (the largest time seen, or `horizon` when the
+    /// caller knows a larger one, e.g. from skipped segments) and returns the result.
+    public func finish(horizon: Int64? = nil) throws(PauliZError) -> PauliZResult {
+        try core.finish(query: query, horizon: horizon)
+    }
+}
+
+/// The query's constants, as the per-event code reads them.
+struct EngineParameters {
+    let window: Int64
+    let hop: Int64
+    let windowsPerEvent: Int64
+    let stormInterval: Int64
+    let stormEnter: Int
+    let stormExit: Int
+    let from: Int64?
+    let to: Int64?
+}
+
+struct ResourceState {
+    var lastTo: [UInt8] = []
+    var lastEpoch: Int64 = 0
+    var lastSeq: Int64 = 0
+    /// Effective time of the last event.
+    var lastTime: Int64 = 0
+    /// The state's polarity since `lastTime`.
+    var polarity: Int8 = 0
+    /// Rows of the open windows, by start; each contains `lastTime`.
+    var rows: [PauliZRow] = []
+    var storm = StormTracker()
+}
+
+struct EngineCore {
+    let parameters: EngineParameters
+    var resources = ByteStringTable()
+    var polarityStates = ByteStringTable()
+    var polarityValues: [Int8] = []
+    var states: [ResourceState] = []
+    let sorter: RowSorter
+    /// Finished rows not yet handed to the sorter (it takes them as a sorted run when
+    /// there are `rowsInMemoryMax`, and the rest at the end).
+    var finished: [PauliZRow] = []
+    let rowsInMemoryMax: Int
+    var episodes: [PauliZEpisode] = []
+    var largestTime: Int64?
+    var eventCount: Int64 = 0
+
+    init(query: PauliZQuery, sorter: RowSorter, rowsInMemoryMax: Int) {
+        self.rowsInMemoryMax = max(rowsInMemoryMax, 1)
+        parameters = EngineParameters(
+            window: query.windowMilliseconds, hop: query.hopMilliseconds, windowsPerEvent: query.windowMilliseconds / query.hopMilliseconds,
+            stormInterval: query.storm.intervalMilliseconds, stormEnter: query.storm.enter, stormExit: query.storm.exit,
+            from: query.from, to: query.to)
+        self.sorter = sorter
         for (state, polarity) in query.polarityMap.sorted(by: { $0.key < $1.key }) {
             _ = polarityStates.intern(state)
             polarityValues.append(polarity)
         }
     }
 
-    /// An event's time that is not ingested (a filtered-out resource): it still moves the
-    /// horizon, which is the whole topic's.
     @inline(__always)
-    public func observe(time: Int64) {
+    mutating func observe(time: Int64) {
         if let largest = largestTime, largest >= time { return }
         largestTime = time
     }
 
-    /// One flip event, fields as stored (spec section 1): `from`/`to` as UTF-8 bytes,
-    /// `polarity` nil when absent (the topic's map then decides), whether actor and reason
-    /// are non-empty.
-    public func ingest(
+    mutating func ingest(batch: UnsafeRawBufferPointer, header: RecordBatchHeader, filter: ResourceFilter) throws -> (events: Int64, selected: Int64) {
+        var events: Int64 = 0
+        var selected: Int64 = 0
+        let everything = filter == .all
+        try FlipRecords.forEach(batch: batch, header: header) { event in
+            events += 1
+            if everything || filter.matches(event.resource) {
+                selected += 1
+                try ingest(resource: event.resource, from: event.from, to: event.to, polarity: event.polarity,
+                           covered: !event.actor.isEmpty && !event.reason.isEmpty, epoch: event.epoch, seq: event.seq, time: event.time)
+            } else {
+                observe(time: event.time)
+            }
+        }
+        return (events, selected)
+    }
+
+    @inline(__always)
+    mutating func ingest(
         resource: UnsafeRawBufferPointer, from: UnsafeRawBufferPointer, to: UnsafeRawBufferPointer, polarity: Int8?,
-        hasActor: Bool, hasReason: Bool, epoch: Int64, seq: Int64, time: Int64
+        covered: Bool, epoch: Int64, seq: Int64, time: Int64
     ) throws(PauliZError) {
         observe(time: time)
         eventCount += 1
         let id = resources.intern(resource)
         let isNew = Int(id) == states.count
         if isNew { states.append(ResourceState()) }
-        let resolved = polarity ?? polarityStates.find(to).map { polarityValues[Int($0)] } ?? 0
-        try process(&states[Int(id)], id: id, isNew: isNew, from: from, to: to, polarity: resolved,
-                    covered: hasActor && hasReason, epoch: epoch, seq: seq, time: time)
+        let resolved: Int8
+        if let polarity {
+            resolved = polarity
+        } else if polarityValues.isEmpty {
+            resolved = 0
+        } else {
+            resolved = polarityStates.find(to).map { polarityValues[Int($0)] } ?? 0
+        }
+        try Self.process(&states[Int(id)], id: id, isNew: isNew, from: from, to: to, polarity: resolved, covered: covered,
+                         epoch: epoch, seq: seq, time: time, parameters: parameters, episodes: &episodes, finished: &finished)
+        if finished.count >= rowsInMemoryMax { try sorter.spill(&finished, resources: resources) }
     }
 
-    private func process(
+    static func process(
         _ state: inout ResourceState, id: Int32, isNew: Bool, from: UnsafeRawBufferPointer, to: UnsafeRawBufferPointer,
-        polarity: Int8, covered: Bool, epoch: Int64, seq: Int64, time: Int64
+        polarity: Int8, covered: Bool, epoch: Int64, seq: Int64, time: Int64,
+        parameters: EngineParameters, episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
     ) throws(PauliZError) {
         let effective: Int64
         if isNew {
             effective = time
-            openRows(&state, id: id, at: effective)
+            openRows(&state, id: id, at: effective, parameters: parameters)
         } else {
             effective = max(time, state.lastTime)
-            if effective > state.lastTime { try advance(&state, id: id, to: effective, horizon: false) }
+            if effective > state.lastTime {
+                try advance(&state, id: id, to: effective, horizon: false, parameters: parameters, episodes: &episodes, finished: &finished)
+            }
         }
+        let sameTo = !isNew && state.lastTo.withUnsafeBytes { equal(to, $0) }
         let isFlip: Bool
         if !from.isEmpty {
-            isFlip = !Self.equal(to, from)
+            isFlip = !equal(to, from)
         } else {
-            isFlip = !isNew && !state.lastTo.withUnsafeBytes { Self.equal(to, $0) }
+            isFlip = !isNew && !sameTo
         }
-        let chainBreak = !isNew && !from.isEmpty && !state.lastTo.withUnsafeBytes { Self.equal(from, $0) }
+        let chainBreak = !isNew && !from.isEmpty && !state.lastTo.withUnsafeBytes { equal(from, $0) }
         let seqGap = !isNew && epoch == state.lastEpoch && seq > state.lastSeq + 1
         let epochChange = !isNew && epoch > state.lastEpoch
         let clockRegression = !isNew && time < state.lastTime
         // Every open row contains `effective` (rows ending at or before it were finished).
-        for index in state.rows.indices {
-            state.rows[index].events += 1
-            if isFlip {
-                state.rows[index].flips += 1
-                if polarity > 0 { state.rows[index].up += 1 } else if polarity < 0 { state.rows[index].down += 1 }
-                if covered { state.rows[index].covered += 1 }
+        state.rows.withUnsafeMutableBufferPointer { rows in
+            for index in rows.indices {
+                rows[index].events += 1
+                if isFlip {
+                    rows[index].flips += 1
+                    if polarity > 0 { rows[index].up += 1 } else if polarity < 0 { rows[index].down += 1 }
+                    if covered { rows[index].covered += 1 }
+                }
+                if chainBreak { rows[index].chainBreaks += 1 }
+                if seqGap { rows[index].seqGaps += 1 }
+                if epochChange { rows[index].epochChanges += 1 }
+                if clockRegression { rows[index].clockRegressions += 1 }
             }
-            if chainBreak { state.rows[index].chainBreaks += 1 }
-            if seqGap { state.rows[index].seqGaps += 1 }
-            if epochChange { state.rows[index].epochChanges += 1 }
-            if clockRegression { state.rows[index].clockRegressions += 1 }
         }
-        state.storm.arrive(effective, isFlip: isFlip, interval: stormInterval)
-        if isNew || !state.lastTo.withUnsafeBytes({ Self.equal(to, $0) }) {
+        state.storm.arrive(effective, isFlip: isFlip, interval: parameters.stormInterval)
+        if !sameTo {
             state.lastTo.removeAll(keepingCapacity: true)
             state.lastTo.append(contentsOf: to)
         }
@@ -139,38 +219,46 @@ public final class PauliZEngine {
     /// time, or the horizon): closes the last instant for storms, lets flips leave, opens
     /// the rows of the windows containing `t` (not at the horizon: no event there), adds
     /// the interval to the open rows, and finishes rows that end by `t`.
-    private func advance(_ state: inout ResourceState, id: Int32, to t: Int64, horizon: Bool) throws(PauliZError) {
+    static func advance(
+        _ state: inout ResourceState, id: Int32, to t: Int64, horizon: Bool,
+        parameters: EngineParameters, episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
+    ) throws(PauliZError) {
         let a = state.lastTime
-        if let ended = state.storm.closeInstant(resource: id, enter: stormEnter, exit: stormExit) { episodes.append(ended) }
+        let window = parameters.window
+        if let ended = state.storm.closeInstant(resource: id, enter: parameters.stormEnter, exit: parameters.stormExit) { episodes.append(ended) }
         let stormAtA = state.storm.inStorm
-        let ended = state.storm.dropsBefore(t, inclusive: horizon, interval: stormInterval, exit: stormExit, resource: id)
+        let ended = state.storm.dropsBefore(t, inclusive: horizon, interval: parameters.stormInterval, exit: parameters.stormExit, resource: id)
         if let ended { episodes.append(ended) }
         let stormUntil = stormAtA ? (ended?.end ?? t) : a
-        if !horizon { openRows(&state, id: id, at: t) }
+        if !horizon { openRows(&state, id: id, at: t, parameters: parameters) }
         let polarity = Int64(state.polarity)
-        for index in state.rows.indices {
-            let start = state.rows[index].windowStart
-            let lo = max(a, start)
-            let hi = min(t, start + window)
-            if hi > lo {
-                state.rows[index].knownMilliseconds += hi - lo
-                state.rows[index].integral += polarity * (hi - lo)
+        state.rows.withUnsafeMutableBufferPointer { rows in
+            for index in rows.indices {
+                let start = rows[index].windowStart
+                let lo = max(a, start)
+                let hi = min(t, start + window)
+                if hi > lo {
+                    rows[index].knownMilliseconds += hi - lo
+                    rows[index].integral += polarity * (hi - lo)
+                }
+                let stormHi = min(stormUntil, start + window)
+                if stormHi > lo { rows[index].stormMilliseconds += stormHi - lo }
             }
-            let stormHi = min(stormUntil, start + window)
-            if stormHi > lo { state.rows[index].stormMilliseconds += stormHi - lo }
         }
-        var finished = 0
-        while finished < state.rows.count && (horizon || state.rows[finished].windowStart + window <= t) {
-            try emit(state.rows[finished])
-            finished += 1
+        var done = 0
+        while done < state.rows.count && (horizon || state.rows[done].windowStart + window <= t) {
+            emit(state.rows[done], parameters: parameters, finished: &finished)
+            done += 1
         }
-        if finished > 0 { state.rows.removeFirst(finished) }
+        if done > 0 { state.rows.removeFirst(done) }
     }
 
     /// Appends rows for the windows containing `t` that are not open yet.
-    private func openRows(_ state: inout ResourceState, id: Int32, at t: Int64) {
+    @inline(__always)
+    static func openRows(_ state: inout ResourceState, id: Int32, at t: Int64, parameters: EngineParameters) {
+        let hop = parameters.hop
         let top = floorDivide(t, hop) * hop
-        var start = top - (windowsPerEvent - 1) * hop
+        var start = top - (parameters.windowsPerEvent - 1) * hop
         if let last = state.rows.last?.windowStart { start = max(start, last + hop) }
         while start <= top {
             state.rows.append(PauliZRow(windowStart: start, key: id))
@@ -178,25 +266,28 @@ public final class PauliZEngine {
         }
     }
 
-    private func emit(_ row: PauliZRow) throws(PauliZError) {
-        if let from = query.from, row.windowStart < from { return }
-        if let to = query.to, row.windowStart >= to { return }
-        try sorter.add(row, resources: resources)
+    @inline(__always)
+    static func emit(_ row: PauliZRow, parameters: EngineParameters, finished: inout [PauliZRow]) {
+        if let from = parameters.from, row.windowStart < from { return }
+        if let to = parameters.to, row.windowStart >= to { return }
+        finished.append(row)
     }
 
-    /// Closes every resource at the horizon (the largest time seen, or `horizon` when the
-    /// caller knows a larger one, e.g. from skipped segments) and returns the result.
-    public func finish(horizon: Int64? = nil) throws(PauliZError) -> PauliZResult {
+    mutating func finish(query: PauliZQuery, horizon: Int64?) throws(PauliZError) -> PauliZResult {
         if let horizon { observe(time: horizon) }
         guard let hz = largestTime else {
+            sorter.keep(finished)
             return PauliZResult(query: query, resources: resources, horizon: nil, rows: sorter, episodes: [])
         }
         for index in states.indices {
             let id = Int32(index)
-            try advance(&states[index], id: id, to: hz, horizon: true)
+            try Self.advance(&states[index], id: id, to: hz, horizon: true, parameters: parameters, episodes: &episodes, finished: &finished)
             if let open = states[index].storm.openEpisode(resource: id) { episodes.append(open) }
+            if finished.count >= rowsInMemoryMax { try sorter.spill(&finished, resources: resources) }
         }
         states.removeAll()
+        sorter.keep(finished)
+        finished = []
         let from = query.from
         let to = query.to
         var selected = episodes.filter { episode in

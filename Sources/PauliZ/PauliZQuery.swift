@@ -66,14 +66,37 @@ public struct PauliZQuery: Sendable, Equatable {
     }
 }
 
+/// Which resources a query keeps: all, one, or a prefix (P itself and everything under
+/// `P/`). Events of other resources still move the horizon (spec section 4).
+public enum ResourceFilter: Sendable, Equatable {
+    case all
+    case exact(String)
+    case prefix(String)
+
+    /// Whether a resource (its UTF-8 bytes) is kept.
+    public func matches(_ key: UnsafeRawBufferPointer) -> Bool {
+        switch self {
+        case .all:
+            return true
+        case .exact(let name):
+            return key.elementsEqual(name.utf8)
+        case .prefix(let prefix):
+            let wanted = prefix.utf8
+            guard key.count >= wanted.count, key.prefix(wanted.count).elementsEqual(wanted) else { return false }
+            return key.count == wanted.count || key[wanted.count] == UInt8(ascii: "/")
+        }
+    }
+}
+
 public enum PauliZLimits {
     /// Windows, hops and storm intervals: at most the span of event times.
     public static let durationMax: Int64 = (1 << 53) - 1
     /// Overlapping windows per event (W / H): each event updates that many rows.
     public static let windowsPerEventMax = 4_096
     public static let stormThresholdMax = 1 << 30
-    /// Rows held in memory before a sorted run is spilled to a temporary file.
-    public static let rowsInMemoryDefault = 1 << 21
+    /// Rows held in memory before a sorted run is spilled to a temporary file (about
+    /// 1 GiB of rows; `lodestone pauliz --sort-memory` sets it).
+    public static let rowsInMemoryDefault = (1 << 30) / MemoryLayout<PauliZRow>.stride
 }
 
 public struct PauliZError: Error, Equatable, Sendable, CustomStringConvertible {

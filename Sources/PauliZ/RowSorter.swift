@@ -5,8 +5,8 @@ import Darwin
 #endif
 
 /// Puts rows in output order (window start, then resource bytewise) with bounded memory:
-/// rows collect in memory up to a limit, then are sorted and written to a temporary file
-/// as one run; `drain` merges the runs and what is in memory. A resource whose clock lags
+/// the engine collects rows up to a limit, then hands them over to be sorted and written
+/// to a temporary file as one run; `drain` merges the runs and what is in memory. A resource whose clock lags
 /// can add rows to early windows late in the log, so no row is final before the end.
 ///
 /// Runs hold the rows' bytes as they are in memory (a temporary file of this process,
@@ -14,13 +14,11 @@ import Darwin
 /// behind, whatever happens to the process.
 final class RowSorter {
     private var buffer: [PauliZRow] = []
-    private let rowsInMemoryMax: Int
     private let temporaryDirectory: String
     private var runs: [(descriptor: Int32, rows: Int)] = []
     private(set) var rowCount = 0
 
-    init(rowsInMemoryMax: Int, temporaryDirectory: String?) {
-        self.rowsInMemoryMax = max(rowsInMemoryMax, 1)
+    init(temporaryDirectory: String?) {
         self.temporaryDirectory = temporaryDirectory ?? RowSorter.defaultTemporaryDirectory()
     }
 
@@ -35,23 +33,25 @@ final class RowSorter {
 
     var spilledRuns: Int { runs.count }
 
-    func add(_ row: PauliZRow, resources: ByteStringTable) throws(PauliZError) {
-        buffer.append(row)
-        rowCount += 1
-        if buffer.count >= rowsInMemoryMax { try spill(resources: resources) }
+    /// Takes the last rows, to be sorted when drained.
+    func keep(_ rows: [PauliZRow]) {
+        buffer.append(contentsOf: rows)
+        rowCount += rows.count
     }
 
     static func ordered(_ resources: ByteStringTable) -> (PauliZRow, PauliZRow) -> Bool {
         { a, b in a.windowStart != b.windowStart ? a.windowStart < b.windowStart : resources.less(a.key, b.key) }
     }
 
-    private func spill(resources: ByteStringTable) throws(PauliZError) {
-        buffer.sort(by: Self.ordered(resources))
+    /// Sorts `rows` and writes them to a temporary file as one run; `rows` is emptied.
+    func spill(_ rows: inout [PauliZRow], resources: ByteStringTable) throws(PauliZError) {
+        rowCount += rows.count
+        rows.sort(by: Self.ordered(resources))
         var template = Array("\(temporaryDirectory)/lodestone-pauliz-XXXXXX".utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if descriptor < 0 { throw PauliZError("cannot create a temporary file in \(temporaryDirectory): \(String(cString: strerror(errno)))") }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-        let written = buffer.withUnsafeBytes { raw -> Bool in
+        let written = rows.withUnsafeBytes { raw -> Bool in
             var offset = 0
             while offset < raw.count {
                 let n = write(descriptor, raw.baseAddress! + offset, raw.count - offset)
@@ -68,13 +68,19 @@ final class RowSorter {
             close(descriptor)
             throw PauliZError("cannot write a sorted run to \(temporaryDirectory): \(reason)")
         }
-        runs.append((descriptor, buffer.count))
-        buffer.removeAll(keepingCapacity: true)
+        runs.append((descriptor, rows.count))
+        rows.removeAll(keepingCapacity: true)
     }
 
     /// Every row once, in order. The sorter is empty afterwards.
     func drain(resources: ByteStringTable, _ body: (PauliZRow) throws -> Void) throws {
-        let ordered = Self.ordered(resources)
+        // Every resource is known now: compare ranks (bytewise order of the names, once)
+        // instead of names, for the last sort and the merge alike.
+        var rank = [Int32](repeating: 0, count: resources.count)
+        for (position, id) in (0..<Int32(resources.count)).sorted(by: { resources.less($0, $1) }).enumerated() { rank[Int(id)] = Int32(position) }
+        let ordered = { (a: PauliZRow, b: PauliZRow) -> Bool in
+            a.windowStart != b.windowStart ? a.windowStart < b.windowStart : rank[Int(a.key)] < rank[Int(b.key)]
+        }
         buffer.sort(by: ordered)
         if runs.isEmpty {
             for row in buffer { try body(row) }

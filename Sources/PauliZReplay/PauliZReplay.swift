@@ -3,30 +3,6 @@ import LogIO
 import LogStorage
 import PauliZ
 
-/// Which resources a query keeps: all, one, or a prefix (P itself and everything under
-/// `P/`). Events of other resources still move the horizon (spec section 4).
-public enum ResourceFilter: Sendable, Equatable {
-    case all
-    case exact(String)
-    case prefix(String)
-
-    func matcher() -> (UnsafeRawBufferPointer) -> Bool {
-        switch self {
-        case .all:
-            return { _ in true }
-        case .exact(let name):
-            let wanted = Array(name.utf8)
-            return { key in key.elementsEqual(wanted) }
-        case .prefix(let prefix):
-            let wanted = Array(prefix.utf8)
-            return { key in
-                guard key.count >= wanted.count, key.prefix(wanted.count).elementsEqual(wanted) else { return false }
-                return key.count == wanted.count || key[wanted.count] == UInt8(ascii: "/")
-            }
-        }
-    }
-}
-
 /// What a replay read.
 public struct ReplayStatistics: Sendable, Equatable {
     public var partitions = 0
@@ -68,26 +44,15 @@ public enum PauliZReplay {
         let partitions = try (0..<configuration.partitionCount).map { index throws(StorageError) in try reader.partitionFiles(topic: topic, partition: index) }
         let total = partitions.reduce(0) { $0 + $1.bytes }
         var statistics = ReplayStatistics(partitions: partitions.count)
-        let matches = filter.matcher()
-        let everything = filter == .all
         var reported: Int64 = 0
         for files in partitions {
             for segment in files.segments {
                 let end = try reader.forEachBatch(in: segment, of: files) { header, bytes in
                     statistics.batches += 1
                     do {
-                        try FlipRecords.forEach(batch: bytes, header: header) { event in
-                            statistics.events += 1
-                            if everything || matches(event.resource) {
-                                statistics.eventsSelected += 1
-                                try engine.ingest(
-                                    resource: event.resource, from: event.from, to: event.to, polarity: event.polarity,
-                                    hasActor: !event.actor.isEmpty, hasReason: !event.reason.isEmpty,
-                                    epoch: event.epoch, seq: event.seq, time: event.time)
-                            } else {
-                                engine.observe(time: event.time)
-                            }
-                        }
+                        let counts = try engine.ingest(batch: bytes, header: header, filter: filter)
+                        statistics.events += counts.events
+                        statistics.eventsSelected += counts.selected
                     } catch let error as FormatError {
                         throw StorageError(.corruption, "\(segment.path): the batch at offset \(header.baseOffset) is not a batch of flip events: \(error.message)")
                     }

@@ -62,10 +62,14 @@ struct PaulizCommand: ParsableCommand {
     @Option(help: "Output format: jsonl, csv or table.")
     var format: String = "jsonl"
 
+    @Option(name: .customLong("sort-memory"), help: "MiB of finished rows kept in memory before sorted runs spill to temporary files (TMPDIR).")
+    var sortMemory: Int = 1024
+
     func validate() throws {
         if resource != nil && prefix != nil { throw ValidationError("give --resource or --prefix, not both") }
         if let groupDepth, groupDepth < 1 { throw ValidationError("--group-depth must be at least 1") }
         if storms && groupDepth != nil { throw ValidationError("storm episodes are per resource: --group-depth does not apply to --storms") }
+        if sortMemory < 1 || sortMemory > 1 << 20 { throw ValidationError("--sort-memory must be 1 to 1048576 MiB") }
         if PauliZFormat(rawValue: format) == nil { throw ValidationError("--format must be jsonl, csv or table, got \"\(format)\"") }
     }
 
@@ -97,7 +101,8 @@ struct PaulizCommand: ParsableCommand {
         }
         let started = ContinuousClock.now
         let progress = ReplayProgress()
-        let (result, statistics) = try PauliZReplay.run(directory: data, topic: topic, filter: filter, configure: { configuration in
+        let (result, statistics) = try PauliZReplay.run(
+            directory: data, topic: topic, filter: filter, rowsInMemoryMax: sortMemory << 20 / MemoryLayout<PauliZRow>.stride, configure: { configuration in
             let defaults = PauliZReplay.topicDefaults(configuration)
             let storm = StormParameters(
                 intervalMilliseconds: interval ?? defaults.storm.intervalMilliseconds, enter: stormEnter ?? defaults.storm.enter,
@@ -114,17 +119,21 @@ struct PaulizCommand: ParsableCommand {
                 output.line(PauliZOutput.episodeLine(format, resource: result.name(of: episode.resource), episode: episode))
             }
         } else if let groupDepth {
-            if let header = PauliZOutput.rowHeader(format, keyName: "group") { output.line(header) }
+            var encoder = RowPrinter(format: format, keyName: "group", windowMilliseconds: windowMilliseconds)
+            encoder.header(into: &output)
             var rollup = PauliZRollup(depth: groupDepth)
+            var groupKeys: [String: [UInt8]] = [:]
             let emit = { (group: String, row: PauliZRow) in
-                output.line(PauliZOutput.rowLine(format, keyName: "group", key: group, row: row, windowMilliseconds: windowMilliseconds))
+                encoder.print(row, key: group, cachedKey: &groupKeys[group], into: &output)
             }
             try result.forEachRow { row in rollup.add(row, resources: result.resources, emit: emit) }
             rollup.flush(emit)
         } else {
-            if let header = PauliZOutput.rowHeader(format, keyName: "resource") { output.line(header) }
+            var encoder = RowPrinter(format: format, keyName: "resource", windowMilliseconds: windowMilliseconds)
+            encoder.header(into: &output)
+            var keys = [[UInt8]?](repeating: nil, count: result.resources.count)
             try result.forEachRow { row in
-                output.line(PauliZOutput.rowLine(format, keyName: "resource", key: result.name(of: row.key), row: row, windowMilliseconds: windowMilliseconds))
+                encoder.print(row, key: result.name(of: row.key), cachedKey: &keys[Int(row.key)], into: &output)
             }
         }
         output.flush()
@@ -154,16 +163,52 @@ final class ReplayProgress {
     }
 }
 
+/// Rows in the chosen format: JSON lines and CSV as bytes (the key's bytes made once per
+/// key), tables as text.
+struct RowPrinter {
+    let format: PauliZFormat
+    let keyName: String
+    let windowMilliseconds: Int64
+    private var encoder: PauliZRowEncoder?
+
+    init(format: PauliZFormat, keyName: String, windowMilliseconds: Int64) {
+        self.format = format
+        self.keyName = keyName
+        self.windowMilliseconds = windowMilliseconds
+        encoder = format == .table ? nil : PauliZRowEncoder(format: format, keyName: keyName, windowMilliseconds: windowMilliseconds)
+    }
+
+    func header(into output: inout OutputBuffer) {
+        if let header = PauliZOutput.rowHeader(format, keyName: keyName) { output.line(header) }
+    }
+
+    /// `key` is read only when `cachedKey` is nil (the first row of that key).
+    mutating func print(_ row: PauliZRow, key: @autoclosure () -> String, cachedKey: inout [UInt8]?, into output: inout OutputBuffer) {
+        guard encoder != nil else {
+            output.line(PauliZOutput.rowLine(format, keyName: keyName, key: key(), row: row, windowMilliseconds: windowMilliseconds))
+            return
+        }
+        if cachedKey == nil { cachedKey = PauliZRowEncoder.keyBytes(key(), format: format) }
+        output.append { encoder!.append(row, key: cachedKey!, to: &$0) }
+    }
+}
+
 /// Lines to stdout through a 256 KiB buffer (rows can number millions).
 struct OutputBuffer {
     private var bytes: [UInt8] = []
+
+    /// Lets `body` append bytes (whole lines) to the buffer.
+    mutating func append(_ body: (inout [UInt8]) -> Void) {
+        body(&bytes)
+        if bytes.count >= 1 << 22 { flush() }
+    }
 
     init() { bytes.reserveCapacity(1 << 18) }
 
     mutating func line(_ text: String) {
         bytes.append(contentsOf: text.utf8)
         bytes.append(0x0A)
-        if bytes.count >= 1 << 18 { flush() }
+        if bytes.count >= 1 << 22 { flush() }
     }
 
     mutating func flush() {
