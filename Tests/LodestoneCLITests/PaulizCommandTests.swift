@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+
+/// `lodestone pauliz --data` as a process, on the worked example of Docs/pauliz.md
+/// (Docs/examples/roles.jsonl): the rows the page shows are the rows printed.
+final class PaulizCommandTests: XCTestCase {
+    static let examples = ServeProduceConsumeTests.repository.appendingPathComponent("Docs/examples")
+
+    /// Starts a server, creates the example's topic, produces its events; returns the server.
+    func exampleServer() throws -> ServerProcess {
+        let server = try ServerProcess(data: try Lodestone.temporaryDirectory(self) + "/data")
+        addTeardownBlock { server.terminate() }
+        let create = try Lodestone.run([
+            "topic", "create", "roles", "--partitions", "2", "--kind", "flip", "--polarity-map", Self.examples.appendingPathComponent("roles-polarity.json").path,
+            "--storm-interval", "60s", "--storm-enter", "4", "--storm-exit", "1", "--server", server.address,
+        ])
+        XCTAssertEqual(create.status, 0, create.error)
+        let events = try String(contentsOf: Self.examples.appendingPathComponent("roles.jsonl"), encoding: .utf8)
+        let produce = try Lodestone.run(["produce", "--topic", "roles", "--server", server.address], input: events)
+        XCTAssertEqual(produce.status, 0, produce.output + produce.error)
+        return server
+    }
+
+    func testTheWorkedExampleOfTheDocs() throws {
+        let server = try exampleServer()
+        // A running server holds the directory: refused, status 1, saying why.
+        let refused = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.error.contains("in use by another process"), refused.error)
+        XCTAssertEqual(server.terminate(), 0)
+
+        let rows = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m"])
+        XCTAssertEqual(rows.status, 0, rows.error)
+        let objects = try rows.objects()
+        XCTAssertEqual(objects.count, 4)
+        func figures(_ object: [String: Any]) -> [String] {
+            ["resource", "window_start", "events", "flips", "up", "down", "flip_rate_per_min", "readouts", "cause_coverage", "chain_breaks",
+             "seq_gaps", "epoch_changes", "clock_regressions", "known_ms", "z_mean", "storm_ms"].map { "\(object[$0] ?? "absent")" }
+        }
+        let t0 = 1_767_225_600_000
+        XCTAssertEqual(objects.map(figures), [
+            ["prod/eu-1/db/role", "\(t0)", "5", "4", "2", "2", "4.0", "1", "0.75", "0", "0", "0", "0", "60000", "\(40.0 / 60.0)", "35000"],
+            ["prod/us-1/db/role", "\(t0)", "2", "0", "0", "0", "0.0", "2", "<null>", "0", "1", "0", "1", "30000", "-1.0", "0"],
+            ["prod/eu-1/db/role", "\(t0 + 60_000)", "1", "1", "1", "0", "1.0", "0", "0.0", "1", "0", "1", "0", "60000", "1.0", "20000"],
+            ["prod/us-1/db/role", "\(t0 + 180_000)", "1", "1", "1", "0", "1.0", "0", "1.0", "0", "0", "0", "0", "0", "<null>", "0"],
+        ])
+        // Keys in the spec's order, and the JSON spelling of numbers.
+        XCTAssertEqual(rows.lines[0], #"{"resource":"prod/eu-1/db/role","window_start":1767225600000,"window_end":1767225660000,"events":5,"flips":4,"up":2,"down":2,"net_polarity":0,"flip_rate_per_min":4.0,"readouts":1,"cause_coverage":0.75,"chain_breaks":0,"seq_gaps":0,"epoch_changes":0,"clock_regressions":0,"known_ms":60000,"z_mean":0.6666666666666666,"storm_ms":35000}"#)
+
+        let storms = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m", "--storms"])
+        XCTAssertEqual(storms.output, #"{"resource":"prod/eu-1/db/role","start":1767225625000,"end":1767225680000,"flips":4,"peak":4}"# + "\n")
+        // Other storm parameters than the topic's: with E = 5 there is no storm.
+        let none = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m", "--storms", "--storm-enter", "5"])
+        XCTAssertEqual(none.status, 0, none.error)
+        XCTAssertEqual(none.output, "")
+
+        let groups = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m", "--group-depth", "1", "--format", "csv"])
+        XCTAssertEqual(groups.lines.first, "group,window_start,window_end,events,flips,up,down,net_polarity,flip_rate_per_min,readouts,cause_coverage,chain_breaks,seq_gaps,epoch_changes,clock_regressions,known_ms,z_mean,storm_ms")
+        XCTAssertEqual(groups.lines.dropFirst().first, "prod,1767225600000,1767225660000,7,4,2,2,0,4.0,3,0.75,0,1,0,1,90000,\(10_000.0 / 90_000.0),35000")
+
+        let selected = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m", "--prefix", "prod/us-1", "--from", "2026-01-01T00:01:00Z"])
+        XCTAssertEqual(try selected.objects().map { "\($0["resource"]!) \($0["window_start"]!)" }, ["prod/us-1/db/role \(t0 + 180_000)"])
+
+        let table = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m", "--format", "table"])
+        XCTAssertTrue(table.lines.first?.hasPrefix("resource ") == true, table.output)
+        XCTAssertTrue(table.lines.dropFirst().first?.contains("0.6667") == true, table.output)
+    }
+
+    func testUsageErrorsExitTwoAndFailuresOne() throws {
+        let server = try exampleServer()
+        XCTAssertEqual(server.terminate(), 0)
+        let base = ["pauliz", "--data", server.data, "--topic", "roles"]
+        for (arguments, message) in [
+            (["--window", "7s", "--hop", "2s"], "the hop must divide the window"),
+            (["--window", "1m", "--resource", "a", "--prefix", "b"], "not both"),
+            (["--window", "1m", "--format", "xml"], "--format"),
+            (["--window", "soon"], "--window must be a duration"),
+            (["--window", "1m", "--storm-enter", "2", "--storm-exit", "2"], "below the enter threshold"),
+        ] {
+            let run = try Lodestone.run(base + arguments)
+            XCTAssertEqual(run.status, 2, "\(arguments): \(run.error)")
+            XCTAssertTrue(run.error.contains(message), "\(arguments): \(run.error)")
+        }
+        let missing = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "nope", "--window", "1m"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.error.contains("topic nope does not exist"), missing.error)
+        let live = try Lodestone.run(["pauliz", "--topic", "roles", "--window", "1m", "--server", "127.0.0.1:1"])
+        XCTAssertEqual(live.status, 1)
+        XCTAssertTrue(live.error.contains("--data"), live.error)
+    }
+}
