@@ -6,6 +6,8 @@ public enum SegmentFileName {
         case log
         case index
         case timeIndex = "timeindex"
+        /// A sealed flip segment's summary: its resources and event times (derived).
+        case summary
     }
 
     public static let digitCount = 20

@@ -87,6 +87,13 @@ public final class DirectoryReader {
             tornTailWindow: Int64(state?.groupWriteBytesMax ?? Limits.groupWriteBytesMax))
     }
 
+    /// The summary of a sealed flip segment, nil when it has none that can be trusted
+    /// (never for the last segment of a partition, which may still grow).
+    public func summary(of segment: SegmentFile, in partition: PartitionFiles) -> SegmentSummary? {
+        guard segment != partition.segments.last else { return nil }
+        return SegmentSummary.read(directory: partition.directory, baseOffset: segment.baseOffset, fileIO: fileIO)
+    }
+
     /// Calls `body` with every valid batch of one segment, in order (header and the whole
     /// batch's bytes, CRC checked). Past the last valid batch: in the last segment of a
     /// partition not shut down cleanly, a torn tail or zeros are left unread; anywhere

@@ -138,6 +138,9 @@ public final class PartitionLog: Sendable {
         /// Readers waiting for durable data past an offset (long-poll fetches), by id.
         var durableWaiters: [UInt64: (offset: Int64, callback: @Sendable () -> Void)] = [:]
         var nextWaiterId: UInt64 = 0
+        /// The summary of the active segment of a flip topic, as its batches are written;
+        /// nil for raw topics and for an active segment that already held data at open.
+        var activeSummary: SegmentSummaryBuilder?
         /// Registry statuses looked up while the registry's generation stayed the same.
         var registryCache: (generation: Int, statuses: [Int64: ProducerRegistry.Status]) = (-1, [:])
 
@@ -164,6 +167,7 @@ public final class PartitionLog: Sendable {
         let last = segments[segments.count - 1]
         let lastAppendTime = segments.map(\.maxTimestamp).max() ?? -1
         var state = State(segments: segments, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime, replay: replay)
+        if topic.kind == .flip && last.size == 0 { state.activeSummary = SegmentSummaryBuilder() }
         state.statistics.producersExpiredCount = replay.expiredProducerCount
         state.statistics.truncationCount = report.truncation == nil ? 0 : 1
         state.statistics.truncatedBytes = report.truncation?.droppedBytes ?? 0
@@ -452,8 +456,14 @@ public final class PartitionLog: Sendable {
         let producer = sequences.map { sequences in
             (header.producerId, ProducerBatch(epoch: header.producerEpoch, firstSequence: sequences.first, lastSequence: sequences.last, outcome: .committed(AppendResult(baseOffset: -1, lastOffset: -1, appendTime: -1)), appendTime: appendTime))
         }
+        var effects = AppendEffects(producer: producer, resources: marks)
+        if let first = checked.events.first {
+            effects.eventCount = Int64(checked.events.count)
+            effects.eventTimeMin = checked.events.reduce(first.event.time) { min($0, $1.event.time) }
+            effects.eventTimeMax = checked.events.reduce(first.event.time) { max($0, $1.event.time) }
+        }
         return enqueue(&state, bytes: checked.bytes, lastOffsetDelta: header.lastOffsetDelta, appendTime: appendTime, outcome: { .committed($0) },
-                       effects: AppendEffects(producer: producer, resources: marks), ackMode: ackMode, completion: completion)
+                       effects: effects, ackMode: ackMode, completion: completion)
     }
 
     /// Gives the bytes their offsets and append time, stamps them, and queues them.
@@ -628,12 +638,20 @@ public final class PartitionLog: Sendable {
     /// by the previous group) and creates the next one, synced with its directory before
     /// any data goes into it.
     private func roll(to baseOffset: Int64) throws(IOError) {
-        let sealed = state.withLock { state -> SegmentState in
+        let (sealed, summary) = state.withLock { state -> (SegmentState, SegmentSummary?) in
             precondition(state.active.durableSize == state.active.size, "a segment is fully synced before the next is created")
-            return state.active
+            return (state.active, state.activeSummary?.summary())
         }
         try trimPreallocation(sealed)
         try Self.writeIndexes(sealed, fileIO: fileIO, sync: true)
+        if let summary {
+            // Derived: a failure costs replays their skipping, not data.
+            do {
+                try fileIO.writeFileAtomically(SegmentSummary.path(directory: directory, baseOffset: sealed.baseOffset), summary.encoded())
+            } catch {
+                logger.warning("could not write a segment summary", metadata: ["segment": "\(sealed.baseOffset)", "error": "\(error)"])
+            }
+        }
         try writeSnapshot()
         let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
         let file = try fileIO.open(path, mode: .createNew)
@@ -648,6 +666,7 @@ public final class PartitionLog: Sendable {
         state.withLock { state in
             state.active.isSealed = true
             state.segments.append(segment)
+            if topicConfiguration.kind == .flip { state.activeSummary = SegmentSummaryBuilder() }
             state.statistics.segmentRollCount += 1
             state.bytesSinceCheckpoint = 0
         }
@@ -694,6 +713,9 @@ public final class PartitionLog: Sendable {
         }
         state.withLock { state in
             state.active.fileSize = newFileSize
+            if state.activeSummary != nil {
+                for append in group.appends { state.activeSummary!.add(append.effects) }
+            }
             var cursor = position
             for append in group.appends {
                 state.active.recordWritten(

@@ -72,6 +72,10 @@ struct AppendEffects {
     var producer: (id: Int64, batch: ProducerBatch)?
     /// The last mark per resource in the batch, for flip batches.
     var resources: [(resource: String, mark: ResourceMark)] = []
+    /// A committed flip batch's events and the range of their times (segment summaries).
+    var eventCount: Int64 = 0
+    var eventTimeMin: Int64 = 0
+    var eventTimeMax: Int64 = 0
 }
 
 /// Identifies a producer batch for retries waiting on it.

@@ -7,6 +7,8 @@ import PauliZ
 public struct ReplayStatistics: Sendable, Equatable {
     public var partitions = 0
     public var segmentsRead = 0
+    /// Sealed segments whose summary says they hold none of the selected resources.
+    public var segmentsSkipped = 0
     public var batches = 0
     public var events: Int64 = 0
     /// Events of the selected resources, fed to the engine.
@@ -47,6 +49,11 @@ public enum PauliZReplay {
         var reported: Int64 = 0
         for files in partitions {
             for segment in files.segments {
+                if filter != .all, let summary = reader.summary(of: segment, in: files), !summary.mayHold(filter) {
+                    engine.observe(time: summary.eventTimeMax)
+                    statistics.segmentsSkipped += 1
+                    continue
+                }
                 let end = try reader.forEachBatch(in: segment, of: files) { header, bytes in
                     statistics.batches += 1
                     do {
@@ -68,5 +75,16 @@ public enum PauliZReplay {
         }
         progress?(total, total)
         return (try engine.finish(), statistics)
+    }
+}
+
+extension SegmentSummary {
+    /// Whether the segment may hold a resource the filter keeps.
+    func mayHold(_ filter: ResourceFilter) -> Bool {
+        switch filter {
+        case .all: return true
+        case .exact(let resource): return mayContain(resource: resource)
+        case .prefix(let prefix): return mayContain(prefix: prefix)
+        }
     }
 }

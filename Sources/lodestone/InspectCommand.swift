@@ -23,7 +23,7 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let name = String(file.split(separator: "/").last ?? "")
         guard let parsed = SegmentFileName.parse(name) else {
-            printError("lodestone inspect: \(file) is not a segment, index or time index file (20 digits, then .log, .index or .timeindex)")
+            printError("lodestone inspect: \(file) is not a segment, index or time index file (20 digits, then .log, .index, .timeindex or .summary)")
             throw ExitCode(2)
         }
         do {
@@ -31,6 +31,7 @@ struct InspectCommand: ParsableCommand {
             case .log: try inspectLog()
             case .index: try inspectIndex(time: false)
             case .timeIndex: try inspectIndex(time: true)
+            case .summary: try inspectSummary()
             }
         } catch let error as StorageError {
             printError("lodestone inspect: \(error.message)")
@@ -68,6 +69,28 @@ struct InspectCommand: ParsableCommand {
         } else {
             print(jsonLine([("end", .string("clean")), ("batches", .integer(Int64(result.batches.count))), ("fileSize", .integer(result.fileSize))]))
         }
+    }
+
+    /// A flip segment's summary: one JSON line.
+    func inspectSummary() throws {
+        let summary: SegmentSummary
+        do {
+            summary = try SegmentSummary.decode(try PosixFileIO().readWholeFile(file, bytesMax: SegmentSummary.fileBytesMax))
+        } catch let error as FormatError {
+            throw StorageError(.corruption, "\(file): \(error.message)")
+        } catch {
+            throw StorageError(.notFound, "\(file): \(error)")
+        }
+        var pairs: [(String, JSONValue)] = [
+            ("events", .integer(summary.eventCount)), ("eventTimeMin", .integer(summary.eventTimeMin)),
+            ("eventTimeMax", .integer(summary.eventTimeMax)), ("resourceCount", .integer(Int64(summary.resourceCount))),
+        ]
+        if let resources = summary.resources {
+            pairs.append(("resources", .array(resources.map(JSONValue.string))))
+        } else {
+            pairs.append(("resources", .string("bloom filter")))
+        }
+        print(jsonLine(pairs))
     }
 
     func inspectIndex(time: Bool) throws {

@@ -16,39 +16,8 @@ final class ReplayTests: XCTestCase {
         return logger
     }()
 
-    /// Writes `events` to a new flip topic, each resource to its partition (the key's), in batches of
-    /// up to 7 records (every other batch LZ4), segments of 8 KiB; returns the directory.
     func makeStore(_ events: [FlipEvent], partitions: Int = 3, polarityMap: [String: Int8]? = nil, keepOpen: ((LogStore) async throws -> Void)? = nil) async throws -> String {
-        let directory = NSTemporaryDirectory() + "lodestone-pauliz-" + UUID().uuidString
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: directory) }
-        let pool = IOThreadPool(threadCount: 1)
-        defer { pool.shutdown() }
-        var configuration = StorageConfiguration()
-        configuration.segmentBytes = 8192
-        configuration.groupWriteBytesMax = 4096
-        configuration.batchLimits = BatchLimits(batchBytesMax: 2048)
-        configuration.preallocationBytes = 2048
-        let store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: configuration, executor: pool, logger: Self.quiet))
-        try store.createTopic(name: "flips", partitionCount: partitions, kind: .flip, polarityMap: polarityMap)
-        var pending: [Int: [FlipEvent]] = [:]
-        var batchNumber = 0
-        func flush(_ partition: Int) async throws {
-            guard let batch = pending[partition], !batch.isEmpty else { return }
-            batchNumber += 1
-            let bytes = RecordBatch.make(values: batch.map { ($0.key, $0.encodedValue()) }, timestamp: 0, compression: batchNumber % 2 == 0 ? .lz4 : .none).encoded()
-            let outcome = try await store.partition(topic: "flips", index: partition).append(bytes)
-            guard case .committed = outcome else { throw PauliZError("append: \(outcome)") }
-            pending[partition] = []
-        }
-        for event in events {
-            let partition = Partitioner.partition(forKey: event.key, partitionCount: partitions)
-            pending[partition, default: []].append(event)
-            if pending[partition]!.count == 7 { try await flush(partition) }
-        }
-        for partition in 0..<partitions { try await flush(partition) }
-        if let keepOpen { try await keepOpen(store) }
-        try await store.close()
-        return directory
+        try await makeFlipStore(self, events, partitions: partitions, polarityMap: polarityMap, keepOpen: keepOpen)
     }
 
     func replay(_ directory: String, _ query: PauliZQuery, filter: ResourceFilter = .all) throws -> [String] {
@@ -136,5 +105,94 @@ final class ReplayTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("00000000000000000000.log"), "\(error)")
         }
     }
+}
+
+
+/// Segment summaries: written when a flip segment is sealed, used to skip segments
+/// without the resources asked for, never trusted when damaged.
+final class SegmentSummaryReplayTests: XCTestCase {
+    /// One resource in the first batch only, then other traffic over many segments.
+    func makeStore() async throws -> (String, [FlipEvent]) {
+        var traffic = SmallTraffic(seed: 9)
+        let events = [flip("lonely/one", 3, to: "on", polarity: 1, seq: 1)] + traffic.events(count: 900)
+        let directory = try await makeFlipStore(self, events, partitions: 1)
+        return (directory, events)
+    }
+
+    func testSealedSegmentsGetSummariesAndFiltersSkipThem() async throws {
+        let (directory, events) = try await makeStore()
+        let partition = directory + "/topics/flips/0"
+        let names = try FileManager.default.contentsOfDirectory(atPath: partition)
+        let logs = names.filter { $0.hasSuffix(".log") }.sorted()
+        let summaries = names.filter { $0.hasSuffix(".summary") }.sorted()
+        XCTAssertGreaterThan(logs.count, 3)
+        // Every sealed segment has one; the active one does not.
+        XCTAssertEqual(summaries, logs.dropLast().map { $0.replacingOccurrences(of: ".log", with: ".summary") })
+        let first = try XCTUnwrap(SegmentSummary.read(directory: partition, baseOffset: 0, fileIO: PosixFileIO()))
+        XCTAssertTrue(first.mayContain(resource: "lonely/one"))
+        XCTAssertTrue(first.mayContain(prefix: "lonely"))
+        XCTAssertFalse(first.mayContain(resource: "lonely"))
+        XCTAssertFalse(first.mayContain(prefix: "lone"))
+
+        let query = PauliZQuery(windowMilliseconds: 10)
+        let (result, statistics) = try PauliZReplay.run(directory: directory, topic: "flips", filter: .prefix("lonely")) { _ in query }
+        XCTAssertEqual(statistics.segmentsSkipped, logs.count - 2, "all sealed segments but the first are skipped")
+        var rows: [String] = []
+        try result.forEachRow { rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: result.name(of: $0.key), row: $0, windowMilliseconds: 10)) }
+        // The horizon still comes from the skipped segments (their summaries).
+        let expected = try runEngine(events.filter { $0.resource == "lonely/one" }, query, horizon: events.map(\.time).max()!)
+        XCTAssertEqual(rows, expected.rows)
+        XCTAssertEqual(result.horizon, events.map(\.time).max())
+    }
+
+    func testADamagedSummaryIsNotTrusted() async throws {
+        let (directory, _) = try await makeStore()
+        let partition = directory + "/topics/flips/0"
+        let path = partition + "/00000000000000000000.summary"
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertNil(SegmentSummary.read(directory: partition, baseOffset: 0, fileIO: PosixFileIO()))
+        let (result, statistics) = try PauliZReplay.run(directory: directory, topic: "flips", filter: .exact("lonely/one")) { _ in PauliZQuery(windowMilliseconds: 10) }
+        var count = 0
+        try result.forEachRow { _ in count += 1 }
+        XCTAssertEqual(count, 1, "the damaged summary's segment is read in full: the resource's row is there")
+        XCTAssertGreaterThan(statistics.segmentsSkipped, 0)
+    }
+}
+
+/// Writes `events` to a new flip topic, each resource to its partition (the key's), in batches of
+/// up to 7 records (every other batch LZ4), segments of 8 KiB; returns the directory.
+func makeFlipStore(_ test: XCTestCase, _ events: [FlipEvent], partitions: Int = 3, polarityMap: [String: Int8]? = nil, keepOpen: ((LogStore) async throws -> Void)? = nil) async throws -> String {
+    let directory = NSTemporaryDirectory() + "lodestone-pauliz-" + UUID().uuidString
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: directory) }
+    let pool = IOThreadPool(threadCount: 1)
+    defer { pool.shutdown() }
+    var configuration = StorageConfiguration()
+    configuration.segmentBytes = 8192
+    configuration.groupWriteBytesMax = 4096
+    configuration.batchLimits = BatchLimits(batchBytesMax: 2048)
+    configuration.preallocationBytes = 2048
+    let store = try LogStore.open(directory: directory, environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: configuration, executor: pool, logger: ReplayTests.quiet))
+    try store.createTopic(name: "flips", partitionCount: partitions, kind: .flip, polarityMap: polarityMap)
+    var pending: [Int: [FlipEvent]] = [:]
+    var batchNumber = 0
+    func flush(_ partition: Int) async throws {
+        guard let batch = pending[partition], !batch.isEmpty else { return }
+        batchNumber += 1
+        let bytes = RecordBatch.make(values: batch.map { ($0.key, $0.encodedValue()) }, timestamp: 0, compression: batchNumber % 2 == 0 ? .lz4 : .none).encoded()
+        let outcome = try await store.partition(topic: "flips", index: partition).append(bytes)
+        guard case .committed = outcome else { throw PauliZError("append: \(outcome)") }
+        pending[partition] = []
+    }
+    for event in events {
+        let partition = Partitioner.partition(forKey: event.key, partitionCount: partitions)
+        pending[partition, default: []].append(event)
+        if pending[partition]!.count == 7 { try await flush(partition) }
+    }
+    for partition in 0..<partitions { try await flush(partition) }
+    if let keepOpen { try await keepOpen(store) }
+    try await store.close()
+    return directory
 }
 
