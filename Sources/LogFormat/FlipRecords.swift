@@ -37,13 +37,21 @@ public struct FlipFields {
 public enum FlipRecords {
     /// Calls `visit` for each record of `batch` (a whole stored batch; LZ4 or
     /// uncompressed). Control batches hold no events: nothing is visited.
+    /// `decompressor`, when given, is reused for LZ4 batches (a replay passes one).
     @inlinable
-    public static func forEach(batch: UnsafeRawBufferPointer, header: RecordBatchHeader, _ visit: (FlipFields) throws -> Void) throws {
+    public static func forEach(
+        batch: UnsafeRawBufferPointer, header: RecordBatchHeader, decompressor: LZ4FrameDecompressor? = nil, _ visit: (FlipFields) throws -> Void
+    ) throws {
         if header.attributes.isControl { return }
         let body = UnsafeRawBufferPointer(rebasing: batch[RecordBatchHeader.size...])
         switch header.attributes.compression {
         case .none?:
             try walk(body, count: Int(header.recordCount), visit)
+        case .lz4? where decompressor != nil:
+            let decompressor = decompressor!
+            try decompressor.decompress(body, outputBytesMax: Limits.batchDecompressedBytesMax)
+            let count = decompressor.count
+            try decompressor.output.withUnsafeBytes { try walk(UnsafeRawBufferPointer(rebasing: $0[..<count]), count: Int(header.recordCount), visit) }
         case .lz4?:
             let plain = try LZ4Frame.decompress(body, outputBytesMax: Limits.batchDecompressedBytesMax)
             try plain.withUnsafeBytes { try walk($0, count: Int(header.recordCount), visit) }

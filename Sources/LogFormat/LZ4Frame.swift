@@ -76,3 +76,63 @@ public enum LZ4Frame {
         return output
     }
 }
+
+/// Decompresses frame after frame with one liblz4 context and one output buffer, for
+/// readers that go through many batches (a replay): no context, no zero-filled array per
+/// batch. Not thread-safe; one per reader.
+public final class LZ4FrameDecompressor {
+    private var context: OpaquePointer?
+    /// The last frame's bytes are `output[..<count]`.
+    public private(set) var output: [UInt8] = []
+    public private(set) var count = 0
+
+    public init() {
+        var context: OpaquePointer?
+        let created = LZ4F_createDecompressionContext(&context, UInt32(LZ4F_VERSION))
+        precondition(LZ4F_isError(created) == 0 && context != nil, "cannot create an LZ4 decompression context")
+        self.context = context
+    }
+
+    deinit { LZ4F_freeDecompressionContext(context) }
+
+    /// Decompresses one whole frame into `output`; the same checks as `LZ4Frame.decompress`.
+    public func decompress(_ input: UnsafeRawBufferPointer, outputBytesMax: Int) throws(FormatError) {
+        guard let source = input.baseAddress, input.count > 0 else { throw FormatError(.badCompression, "LZ4 frame is empty") }
+        LZ4F_resetDecompressionContext(context)
+        var info = LZ4F_frameInfo_t()
+        var consumed = input.count
+        let hint = LZ4F_getFrameInfo(context, &info, source, &consumed)
+        if LZ4F_isError(hint) != 0 {
+            LZ4F_resetDecompressionContext(context)
+            throw FormatError(.badCompression, "LZ4 frame header: \(String(cString: LZ4F_getErrorName(hint)))")
+        }
+        if info.contentSize > UInt64(outputBytesMax) {
+            throw FormatError(.limitExceeded, "LZ4 frame declares \(info.contentSize) bytes, more than the limit of \(outputBytesMax)")
+        }
+        let wanted = info.contentSize > 0 ? Int(info.contentSize) : min(outputBytesMax, max(4096, input.count * 4))
+        if output.count < wanted { output = [UInt8](repeating: 0, count: wanted) }
+        var produced = 0
+        while true {
+            var sourceSize = input.count - consumed
+            var destinationSize = output.count - produced
+            let result = output.withUnsafeMutableBytes { buffer in
+                LZ4F_decompress(context, buffer.baseAddress! + produced, &destinationSize, source + consumed, &sourceSize, nil)
+            }
+            if LZ4F_isError(result) != 0 {
+                LZ4F_resetDecompressionContext(context)
+                throw FormatError(.badCompression, "LZ4 data at byte \(consumed): \(String(cString: LZ4F_getErrorName(result)))")
+            }
+            consumed += sourceSize
+            produced += destinationSize
+            if result == 0 { break }
+            if produced == output.count {
+                if output.count >= outputBytesMax { throw FormatError(.limitExceeded, "LZ4 frame expands past the limit of \(outputBytesMax) bytes") }
+                output.append(contentsOf: repeatElement(0, count: min(outputBytesMax, output.count * 2) - output.count))
+            } else if sourceSize == 0 && consumed == input.count {
+                throw FormatError(.truncated, "LZ4 frame ends before its end mark")
+            }
+        }
+        if consumed != input.count { throw FormatError(.trailingBytes, "\(input.count - consumed) bytes follow the LZ4 frame") }
+        count = produced
+    }
+}

@@ -41,6 +41,8 @@ struct BatchScanner {
     private(set) var previousTimestamp: Int64
     private let chunkBytes: Int
     private var chunk: [UInt8] = []
+    /// Bytes of `chunk` that hold file data from `chunkStart` (the buffer may be larger).
+    private var chunkLength = 0
     private var chunkStart: Int64 = 0
 
     init(file: any StorageFile, from position: Int64, offset: Int64?, endPosition: Int64, previousTimestamp: Int64 = Int64.min, chunkBytes: Int = 1 << 20) {
@@ -138,16 +140,30 @@ struct BatchScanner {
         return nil
     }
 
-    /// Makes sure [start, start + count) is in the chunk, reading from `start` otherwise.
+    /// Makes sure [start, start + count) is in the chunk, reading from `start` otherwise
+    /// (into the same buffer when it is large enough: a scan of a big segment reuses it).
     private mutating func load(_ start: Int64, count: Int) throws(IOError) {
-        if start >= chunkStart && start + Int64(count) <= chunkStart + Int64(chunk.count) { return }
+        if start >= chunkStart && start + Int64(count) <= chunkStart + Int64(chunkLength) { return }
         let length = Int(min(endPosition - start, Int64(max(count, chunkBytes))))
-        chunk = try file.read(count: length, at: start)
+        if chunk.count < length { chunk = [UInt8](repeating: 0, count: length) }
+        let file = file
+        var failure: IOError?
+        let read = chunk.withUnsafeMutableBytes { buffer -> Int in
+            do throws(IOError) {
+                return try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), at: start)
+            } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure { throw failure }
         chunkStart = start
-        if chunk.count < count {
+        chunkLength = read
+        if read < count {
             // The file is shorter than the end position claims: treat the missing bytes as
             // absent data (zeros would be the same for the checks that follow).
-            chunk.append(contentsOf: repeatElement(0, count: count - chunk.count))
+            for index in read..<count { chunk[index] = 0 }
+            chunkLength = count
         }
     }
 

@@ -5,8 +5,12 @@ public struct ByteStringTable: Sendable {
     private var arena: [UInt8] = []
     private var starts: [Int] = [0]
     private var hashes: [UInt64] = []
-    /// Slot -> id + 1 (0 = empty).
-    private var slots: [Int32] = Array(repeating: 0, count: 64)
+    /// Slot -> the hash's upper 32 bits, then id + 1 in the lower 32 (0 = empty): a probe
+    /// compares the tag in the slot itself before it touches the arena.
+    private var slots: [UInt64] = Array(repeating: 0, count: 64)
+
+    @inline(__always)
+    private static func entry(_ hash: UInt64, _ id: Int) -> UInt64 { (hash & 0xFFFF_FFFF_0000_0000) | UInt64(id + 1) }
 
     public init() {}
 
@@ -16,11 +20,12 @@ public struct ByteStringTable: Sendable {
     public mutating func intern(_ key: UnsafeRawBufferPointer) -> Int32 {
         let hash = Self.hash(key)
         var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+        let tag = hash & 0xFFFF_FFFF_0000_0000
         while true {
             let entry = slots[slot]
             if entry == 0 { break }
-            let id = Int(entry - 1)
-            if hashes[id] == hash && equals(id, key) { return Int32(id) }
+            let id = Int(entry & 0xFFFF_FFFF) - 1
+            if entry & 0xFFFF_FFFF_0000_0000 == tag && equals(id, key) { return Int32(id) }
             slot = (slot + 1) & (slots.count - 1)
         }
         let id = hashes.count
@@ -28,7 +33,7 @@ public struct ByteStringTable: Sendable {
         hashes.append(hash)
         arena.append(contentsOf: key)
         starts.append(arena.count)
-        slots[slot] = Int32(id + 1)
+        slots[slot] = Self.entry(hash, id)
         if hashes.count * 2 > slots.count { grow() }
         return Int32(id)
     }
@@ -42,11 +47,12 @@ public struct ByteStringTable: Sendable {
     public func find(_ key: UnsafeRawBufferPointer) -> Int32? {
         let hash = Self.hash(key)
         var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+        let tag = hash & 0xFFFF_FFFF_0000_0000
         while true {
             let entry = slots[slot]
             if entry == 0 { return nil }
-            let id = Int(entry - 1)
-            if hashes[id] == hash && equals(id, key) { return Int32(id) }
+            let id = Int(entry & 0xFFFF_FFFF) - 1
+            if entry & 0xFFFF_FFFF_0000_0000 == tag && equals(id, key) { return Int32(id) }
             slot = (slot + 1) & (slots.count - 1)
         }
     }
@@ -82,11 +88,11 @@ public struct ByteStringTable: Sendable {
     }
 
     private mutating func grow() {
-        var bigger = [Int32](repeating: 0, count: slots.count * 2)
+        var bigger = [UInt64](repeating: 0, count: slots.count * 2)
         for (id, hash) in hashes.enumerated() {
             var slot = Int(truncatingIfNeeded: hash) & (bigger.count - 1)
             while bigger[slot] != 0 { slot = (slot + 1) & (bigger.count - 1) }
-            bigger[slot] = Int32(id + 1)
+            bigger[slot] = Self.entry(hash, id)
         }
         slots = bigger
     }
@@ -101,9 +107,15 @@ public struct ByteStringTable: Sendable {
             h ^= h >> 29
             index += 8
         }
-        while index < key.count {
-            h = (h ^ UInt64(key[index])) &* 0x0000_0100_0000_01B3
-            index += 1
+        if index < key.count && key.count >= 8 {
+            // The tail as the last 8 bytes (overlapping the previous word): one step.
+            h = (h ^ key.loadUnaligned(fromByteOffset: key.count - 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            h ^= h >> 29
+        } else {
+            while index < key.count {
+                h = (h ^ UInt64(key[index])) &* 0x0000_0100_0000_01B3
+                index += 1
+            }
         }
         h ^= h >> 33
         h = h &* 0xff51_afd7_ed55_8ccd

@@ -96,16 +96,20 @@ struct EngineCore {
     var polarityValues: [Int8] = []
     var states: [ResourceState] = []
     let sorter: RowSorter
-    /// Finished rows not yet handed to the sorter (it takes them as a sorted run when
-    /// there are `rowsInMemoryMax`, and the rest at the end).
+    /// Finished rows not yet handed to the sorter: handed over in chunks (no regrowth
+    /// copies of one huge array); past `rowsInMemoryMax` in memory the sorter spills them.
     var finished: [PauliZRow] = []
     let rowsInMemoryMax: Int
+    let chunkRows: Int
     var episodes: [PauliZEpisode] = []
     var largestTime: Int64?
     var eventCount: Int64 = 0
+    let decompressor = LZ4FrameDecompressor()
 
     init(query: PauliZQuery, sorter: RowSorter, rowsInMemoryMax: Int) {
         self.rowsInMemoryMax = max(rowsInMemoryMax, 1)
+        chunkRows = min(self.rowsInMemoryMax, 1 << 20)
+        finished.reserveCapacity(chunkRows)
         parameters = EngineParameters(
             window: query.windowMilliseconds, hop: query.hopMilliseconds, windowsPerEvent: query.windowMilliseconds / query.hopMilliseconds,
             stormInterval: query.storm.intervalMilliseconds, stormEnter: query.storm.enter, stormExit: query.storm.exit,
@@ -127,7 +131,7 @@ struct EngineCore {
         var events: Int64 = 0
         var selected: Int64 = 0
         let everything = filter == .all
-        try FlipRecords.forEach(batch: batch, header: header) { event in
+        try FlipRecords.forEach(batch: batch, header: header, decompressor: decompressor) { event in
             events += 1
             if everything || filter.matches(event.resource) {
                 selected += 1
@@ -160,7 +164,15 @@ struct EngineCore {
         }
         try Self.process(&states[Int(id)], id: id, isNew: isNew, from: from, to: to, polarity: resolved, covered: covered,
                          epoch: epoch, seq: seq, time: time, parameters: parameters, episodes: &episodes, finished: &finished)
-        if finished.count >= rowsInMemoryMax { try sorter.spill(&finished, resources: resources) }
+        if finished.count >= chunkRows { try handOver() }
+    }
+
+    /// Gives the finished rows to the sorter as one chunk.
+    mutating func handOver() throws(PauliZError) {
+        sorter.keep(finished)
+        finished = []
+        finished.reserveCapacity(chunkRows)
+        if sorter.memoryRows >= rowsInMemoryMax { try sorter.spill(resources: resources) }
     }
 
     static func process(
@@ -283,7 +295,7 @@ struct EngineCore {
             let id = Int32(index)
             try Self.advance(&states[index], id: id, to: hz, horizon: true, parameters: parameters, episodes: &episodes, finished: &finished)
             if let open = states[index].storm.openEpisode(resource: id) { episodes.append(open) }
-            if finished.count >= rowsInMemoryMax { try sorter.spill(&finished, resources: resources) }
+            if finished.count >= chunkRows { try handOver() }
         }
         states.removeAll()
         sorter.keep(finished)

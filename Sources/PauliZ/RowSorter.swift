@@ -5,15 +5,18 @@ import Darwin
 #endif
 
 /// Puts rows in output order (window start, then resource bytewise) with bounded memory:
-/// the engine collects rows up to a limit, then hands them over to be sorted and written
-/// to a temporary file as one run; `drain` merges the runs and what is in memory. A resource whose clock lags
+/// the engine hands finished rows over in chunks; past a limit the chunks in memory are
+/// sorted and written to a temporary file as one run; `drain` sorts the chunks left and
+/// merges them with the runs. A resource whose clock lags
 /// can add rows to early windows late in the log, so no row is final before the end.
 ///
 /// Runs hold the rows' bytes as they are in memory (a temporary file of this process,
 /// read back by it). Files are removed as soon as they are opened, so nothing is left
 /// behind, whatever happens to the process.
 final class RowSorter {
-    private var buffer: [PauliZRow] = []
+    /// Chunks of finished rows kept in memory, each sorted when drained.
+    private var chunks: [[PauliZRow]] = []
+    private(set) var memoryRows = 0
     private let temporaryDirectory: String
     private var runs: [(descriptor: Int32, rows: Int)] = []
     private(set) var rowCount = 0
@@ -33,9 +36,11 @@ final class RowSorter {
 
     var spilledRuns: Int { runs.count }
 
-    /// Takes the last rows, to be sorted when drained.
+    /// Takes a chunk of rows, to be sorted when drained (or spilled).
     func keep(_ rows: [PauliZRow]) {
-        buffer.append(contentsOf: rows)
+        guard !rows.isEmpty else { return }
+        chunks.append(rows)
+        memoryRows += rows.count
         rowCount += rows.count
     }
 
@@ -43,9 +48,11 @@ final class RowSorter {
         { a, b in a.windowStart != b.windowStart ? a.windowStart < b.windowStart : resources.less(a.key, b.key) }
     }
 
-    /// Sorts `rows` and writes them to a temporary file as one run; `rows` is emptied.
-    func spill(_ rows: inout [PauliZRow], resources: ByteStringTable) throws(PauliZError) {
-        rowCount += rows.count
+    /// Sorts the rows in memory and writes them to a temporary file as one run.
+    func spill(resources: ByteStringTable) throws(PauliZError) {
+        var rows = chunks.flatMap { $0 }
+        chunks = []
+        memoryRows = 0
         rows.sort(by: Self.ordered(resources))
         var template = Array("\(temporaryDirectory)/lodestone-pauliz-XXXXXX".utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -69,7 +76,6 @@ final class RowSorter {
             throw PauliZError("cannot write a sorted run to \(temporaryDirectory): \(reason)")
         }
         runs.append((descriptor, rows.count))
-        rows.removeAll(keepingCapacity: true)
     }
 
     /// Every row once, in order. The sorter is empty afterwards.
@@ -81,15 +87,17 @@ final class RowSorter {
         let ordered = { (a: PauliZRow, b: PauliZRow) -> Bool in
             a.windowStart != b.windowStart ? a.windowStart < b.windowStart : rank[Int(a.key)] < rank[Int(b.key)]
         }
-        buffer.sort(by: ordered)
-        if runs.isEmpty {
-            for row in buffer { try body(row) }
-            buffer.removeAll()
+        for index in chunks.indices { chunks[index].sort(by: ordered) }
+        if runs.isEmpty && chunks.count <= 1 {
+            for row in chunks.first ?? [] { try body(row) }
+            chunks.removeAll()
+            memoryRows = 0
             return
         }
         var sources: [RunReader] = try runs.map { run in try RunReader(descriptor: run.descriptor, rows: run.rows) }
-        sources.append(RunReader(memory: buffer))
-        buffer.removeAll()
+        sources += chunks.map { RunReader(memory: $0) }
+        chunks.removeAll()
+        memoryRows = 0
         // A k-way merge over the runs' heads; runs are few (rows / limit), so a linear
         // scan for the smallest head costs less than keeping a heap.
         while true {
