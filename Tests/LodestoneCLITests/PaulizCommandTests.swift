@@ -89,3 +89,48 @@ final class PaulizCommandTests: XCTestCase {
         XCTAssertTrue(live.error.contains("--data"), live.error)
     }
 }
+
+/// Offline replay after a crash: the server killed with SIGKILL (its partitions left
+/// "unclean"), then a torn last group write simulated at the end of a segment. The replay
+/// reads every acknowledged event, leaves the torn bytes unread, and changes nothing.
+final class PaulizAfterACrashTests: XCTestCase {
+    func testTornTailIsLeftUnreadAndNothingChanges() throws {
+        let server = try ServerProcess(data: try Lodestone.temporaryDirectory(self) + "/data")
+        addTeardownBlock { server.terminate() }
+        XCTAssertEqual(try Lodestone.run(["topic", "create", "roles", "--partitions", "1", "--kind", "flip", "--server", server.address]).status, 0)
+        let events = (1...200).map { #"{"resource":"r/\#($0 % 7)","to":"\#($0 % 3 == 0 ? "on" : "off")","epoch":1,"seq":\#($0),"time":\#(1_000 * $0)}"# }
+        let produce = try Lodestone.run(["produce", "--topic", "roles", "--server", server.address], input: events.joined(separator: "\n") + "\n")
+        XCTAssertEqual(produce.status, 0, produce.error)
+        server.kill9()
+
+        // A torn last group write: bytes of a batch that never completed, after the last
+        // valid batch (less than one group write).
+        let segment = server.data + "/topics/roles/0/00000000000000000000.log"
+        let checkBefore = try Lodestone.run(["check", "--data", server.data])
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: segment))
+        let validEnd = try validBytes(checkBefore, segment: segment, handle: handle)
+        try handle.seek(toOffset: validEnd)
+        try handle.write(contentsOf: Data([0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 1, 0] + [UInt8](repeating: 0xAB, count: 300)))
+        try handle.close()
+        let sizeBefore = try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int
+
+        let rows = try Lodestone.run(["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m"])
+        XCTAssertEqual(rows.status, 0, rows.error)
+        let counted = try rows.objects().reduce(0) { $0 + ($1["events"] as? Int ?? 0) }
+        XCTAssertEqual(counted, 200, "every acknowledged event, none of the torn bytes")
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int, sizeBefore, "the replay changes nothing")
+        let check = try Lodestone.run(["check", "--data", server.data])
+        XCTAssertEqual(check.status, 0, check.output)
+        XCTAssertTrue(check.output.contains("torn tail"), check.output)
+    }
+
+    /// Where the valid data of the only segment ends: the file's size, less pre-written
+    /// zeros `check` reports.
+    func validBytes(_ check: ProcessRun, segment: String, handle: FileHandle) throws -> UInt64 {
+        let size = try handle.seekToEnd()
+        for line in check.output.split(separator: "\n") where line.contains("pre-written zeros") {
+            if let range = line.range(of: "byte "), let position = UInt64(line[range.upperBound...].prefix { $0.isNumber }) { return position }
+        }
+        return size
+    }
+}
