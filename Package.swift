@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "LogServer",
             dependencies: [
-                "WireProtocol", "LogStorage", "LogFormat", "LogIO",
+                "WireProtocol", "LogStorage", "LogFormat", "LogIO", "PauliZ", "PauliZReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

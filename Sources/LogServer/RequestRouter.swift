@@ -1,6 +1,8 @@
 import LogFormat
 import LogIO
 import LogStorage
+import PauliZ
+import PauliZReplay
 import NIOCore
 import Synchronization
 import WireProtocol
@@ -58,6 +60,9 @@ final class RequestRouter: Sendable {
         case .append(let append):
             guard principal.allows(.produce, on: append.topic) else { return reply(.failure(unauthorized(principal, .produce, append.topic))) }
             self.append(append, reply: reply)
+        case .pauliz(let query):
+            guard principal.allows(.consume, on: query.topic) else { return reply(.failure(unauthorized(principal, .consume, query.topic))) }
+            pauliz(query, reply: reply)
         case .fetch(let fetch):
             guard principal.allows(.consume, on: fetch.topic) else { return reply(.failure(unauthorized(principal, .consume, fetch.topic))) }
             self.fetch(fetch, eventLoop: eventLoop, reply: reply)
@@ -203,6 +208,72 @@ final class RequestRouter: Sendable {
                     partition.cancelDurableWait(id)
                     reply(first)
                 }
+            }
+        }
+    }
+
+    // MARK: Pauli-Z
+
+    /// A Pauli-Z query, answered by replaying the topic's durable data on an I/O thread
+    /// (PauliZServerReplay: the same engine as the offline replay, so the same rows). The
+    /// answer must fit in one frame: a query with more rows is refused, saying to narrow
+    /// it.
+    private func pauliz(_ request: PaulizRequest, reply: @escaping Reply) {
+        guard let topic = store.topic(request.topic) else { return reply(.failure(ProtocolError(.notFound, "no topic \"\(request.topic)\""))) }
+        guard topic.configuration.kind == .flip else {
+            return reply(.failure(ProtocolError(.invalidArgument, "topic \(request.topic) is a raw topic; Pauli-Z reads flip topics")))
+        }
+        let storm = topic.configuration.storm
+        let query = PauliZQuery(
+            windowMilliseconds: request.windowMilliseconds, hopMilliseconds: request.hopMilliseconds, from: request.from, to: request.to,
+            storm: StormParameters(
+                intervalMilliseconds: request.stormIntervalMilliseconds ?? storm.intervalMilliseconds,
+                enter: request.stormEnter.map(Int.init) ?? storm.enter, exit: request.stormExit.map(Int.init) ?? storm.exit),
+            polarityMap: topic.configuration.polarityMap ?? [:])
+        do throws(PauliZError) {
+            try query.validate()
+        } catch {
+            return reply(.failure(ProtocolError(.invalidArgument, error.message)))
+        }
+        let filter: ResourceFilter
+        switch request.filter {
+        case .all: filter = .all
+        case .exact(let resource): filter = .exact(resource)
+        case .prefix(let prefix): filter = .prefix(prefix)
+        }
+        executor.execute {
+            do {
+                let (result, statistics) = try PauliZServerReplay.run(topic: topic, query: query, filter: filter)
+                var rows: [PaulizReply.Row] = []
+                var bytes = 64
+                let budget = WireLimits.frameBytesMax - 1024
+                var tooLarge = false
+                try result.forEachRow { row in
+                    let name = result.name(of: row.key)
+                    bytes += 2 + name.utf8.count + 8 * (1 + PaulizReply.Row.figureCount)
+                    if bytes > budget {
+                        tooLarge = true
+                        return
+                    }
+                    rows.append(PaulizReply.Row(resource: name, windowStart: row.windowStart, figures: [
+                        row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks, row.seqGaps, row.epochChanges,
+                        row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds,
+                    ]))
+                }
+                let episodes = result.episodes.map { episode in
+                    PaulizReply.Episode(resource: result.name(of: episode.resource), start: episode.start, end: episode.end, flips: episode.flips, peak: episode.peak)
+                }
+                bytes += episodes.reduce(0) { $0 + 35 + $1.resource.utf8.count }
+                if tooLarge || bytes > budget {
+                    return reply(.failure(ProtocolError(.limitReached, "the answer holds more rows than fit in one frame of \(WireLimits.frameBytesMax) bytes; narrow it with from/to or a resource or prefix")))
+                }
+                reply(.success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: statistics.events, rows: rows, episodes: episodes))))
+            } catch let error as StorageError {
+                reply(.failure(Self.protocolError(error)))
+            } catch let error as PauliZError {
+                reply(.failure(ProtocolError(.limitReached, error.message)))
+            } catch {
+                reply(.failure(ProtocolError(.internalError, "\(error)")))
             }
         }
     }

@@ -8,6 +8,14 @@ public struct PauliZEpisode: Sendable, Equatable {
     public var end: Int64?
     public var flips: Int64
     public var peak: Int64
+
+    public init(resource: Int32, start: Int64, end: Int64?, flips: Int64, peak: Int64) {
+        self.resource = resource
+        self.start = start
+        self.end = end
+        self.flips = flips
+        self.peak = peak
+    }
 }
 
 /// The storm state machine of one resource, fed instants in increasing effective time.

@@ -88,3 +88,55 @@ extension SegmentSummary {
         }
     }
 }
+
+/// Server-side replay: the durable data of an open topic, read through its partitions
+/// (the server's own read path, CRC-checked), up to each partition's durable end as it
+/// was when the query started, so every partition is cut at one moment and the horizon
+/// is that of the log as stored then.
+public enum PauliZServerReplay {
+    /// Events a server reads for one query at most; a query past it fails with the reason
+    /// (it would hold an I/O thread for long).
+    public static let eventsMax: Int64 = 200_000_000
+
+    public static func run(
+        topic: LogStore.Topic, query: PauliZQuery, filter: ResourceFilter, eventsMax: Int64 = eventsMax
+    ) throws -> (PauliZResult, ReplayStatistics) {
+        guard topic.configuration.kind == .flip else {
+            throw PauliZError("topic \(topic.configuration.name) is a \(topic.configuration.kind.rawValue) topic; Pauli-Z reads flip topics")
+        }
+        let engine = try PauliZEngine(query: query)
+        let ends = topic.partitions.map(\.offsets)
+        var statistics = ReplayStatistics(partitions: topic.partitions.count)
+        for (partition, offsets) in zip(topic.partitions, ends) {
+            var offset = offsets.start
+            while offset < offsets.durableEnd {
+                let read = try partition.read(from: offset, maxBytes: 4 << 20)
+                if read.batchCount == 0 { break }
+                var done = false
+                try read.bytes.withUnsafeBytes { raw in
+                    var position = 0
+                    while position < raw.count {
+                        let header = try RecordBatchHeader.read(UnsafeRawBufferPointer(rebasing: raw[position..<min(raw.count, position + RecordBatchHeader.size)]))
+                        if header.baseOffset >= offsets.durableEnd {
+                            done = true
+                            return
+                        }
+                        let batch = UnsafeRawBufferPointer(rebasing: raw[position..<(position + header.totalSize)])
+                        let counts = try engine.ingest(batch: batch, header: header, filter: filter)
+                        statistics.batches += 1
+                        statistics.events += counts.events
+                        statistics.eventsSelected += counts.selected
+                        statistics.bytesRead += Int64(header.totalSize)
+                        position += header.totalSize
+                    }
+                }
+                if statistics.events > eventsMax {
+                    throw PauliZError("the query reads more than \(eventsMax) events of \(topic.configuration.name); ask a stopped server's data directory (lodestone pauliz --data)")
+                }
+                if done { break }
+                offset = read.nextOffset
+            }
+        }
+        return (try engine.finish(), statistics)
+    }
+}

@@ -83,6 +83,33 @@ extension Request {
             buffer.writeInteger(request.partition)
             buffer.writeInteger(request.mode.rawValue)
             buffer.writeInteger(request.time)
+        case .pauliz(let query):
+            buffer.writeWireString(query.topic)
+            buffer.writeInteger(query.windowMilliseconds)
+            buffer.writeInteger(query.hopMilliseconds)
+            var flags: UInt8 = 0
+            if query.from != nil { flags |= 1 }
+            if query.to != nil { flags |= 2 }
+            if query.stormIntervalMilliseconds != nil { flags |= 4 }
+            if query.stormEnter != nil { flags |= 8 }
+            if query.stormExit != nil { flags |= 16 }
+            buffer.writeInteger(flags)
+            buffer.writeInteger(query.from ?? 0)
+            buffer.writeInteger(query.to ?? 0)
+            buffer.writeInteger(query.stormIntervalMilliseconds ?? 0)
+            buffer.writeInteger(query.stormEnter ?? 0)
+            buffer.writeInteger(query.stormExit ?? 0)
+            switch query.filter {
+            case .all:
+                buffer.writeInteger(UInt8(0))
+                buffer.writeWireString("")
+            case .exact(let resource):
+                buffer.writeInteger(UInt8(1))
+                buffer.writeWireString(resource)
+            case .prefix(let prefix):
+                buffer.writeInteger(UInt8(2))
+                buffer.writeWireString(prefix)
+            }
         }
         return buffer
     }
@@ -135,6 +162,30 @@ extension Request {
             let rawMode = try buffer.readWireInteger(UInt8.self, "listOffsets.mode")
             guard let mode = ListOffsetsRequest.Mode(rawValue: rawMode) else { throw ProtocolError(.malformed, "listOffsets.mode \(rawMode) is not 0, 1 or 2") }
             request = .listOffsets(ListOffsetsRequest(topic: topic, partition: partition, mode: mode, time: try buffer.readWireInteger(Int64.self, "listOffsets.time")))
+        case .pauliz:
+            let topic = try buffer.readWireString("pauliz.topic")
+            let window = try buffer.readWireInteger(Int64.self, "pauliz.window")
+            let hop = try buffer.readWireInteger(Int64.self, "pauliz.hop")
+            let flags = try buffer.readWireInteger(UInt8.self, "pauliz.flags")
+            guard flags & ~0x1F == 0 else { throw ProtocolError(.malformed, "pauliz.flags \(flags) has unknown bits") }
+            let from = try buffer.readWireInteger(Int64.self, "pauliz.from")
+            let to = try buffer.readWireInteger(Int64.self, "pauliz.to")
+            let interval = try buffer.readWireInteger(Int64.self, "pauliz.stormInterval")
+            let enter = try buffer.readWireInteger(Int32.self, "pauliz.stormEnter")
+            let exit = try buffer.readWireInteger(Int32.self, "pauliz.stormExit")
+            let filterKind = try buffer.readWireInteger(UInt8.self, "pauliz.filter")
+            let filterText = try buffer.readWireString("pauliz.filterText")
+            let filter: PaulizRequest.Filter
+            switch filterKind {
+            case 0 where filterText.isEmpty: filter = .all
+            case 1: filter = .exact(filterText)
+            case 2: filter = .prefix(filterText)
+            default: throw ProtocolError(.malformed, "pauliz.filter \(filterKind) with \(filterText.utf8.count) bytes of text is not 0 (all, no text), 1 (resource) or 2 (prefix)")
+            }
+            request = .pauliz(PaulizRequest(
+                topic: topic, windowMilliseconds: window, hopMilliseconds: hop, from: flags & 1 != 0 ? from : nil, to: flags & 2 != 0 ? to : nil,
+                filter: filter, stormIntervalMilliseconds: flags & 4 != 0 ? interval : nil, stormEnter: flags & 8 != 0 ? enter : nil,
+                stormExit: flags & 16 != 0 ? exit : nil))
         }
         if buffer.readableBytes != 0 { throw ProtocolError(.malformed, "\(buffer.readableBytes) bytes follow the \(kind) request") }
         return request
@@ -280,6 +331,25 @@ extension Reply {
                 buffer.writeWireString(counter.name)
                 buffer.writeInteger(counter.value)
             }
+        case .pauliz(let reply):
+            buffer.writeInteger(UInt8(reply.horizon == nil ? 0 : 1))
+            buffer.writeInteger(reply.horizon ?? 0)
+            buffer.writeInteger(reply.eventsRead)
+            buffer.writeInteger(UInt32(reply.rows.count))
+            for row in reply.rows {
+                buffer.writeWireString(row.resource)
+                buffer.writeInteger(row.windowStart)
+                for figure in row.figures { buffer.writeInteger(figure) }
+            }
+            buffer.writeInteger(UInt32(reply.episodes.count))
+            for episode in reply.episodes {
+                buffer.writeWireString(episode.resource)
+                buffer.writeInteger(episode.start)
+                buffer.writeInteger(UInt8(episode.end == nil ? 0 : 1))
+                buffer.writeInteger(episode.end ?? 0)
+                buffer.writeInteger(episode.flips)
+                buffer.writeInteger(episode.peak)
+            }
         }
     }
 
@@ -337,6 +407,34 @@ extension Reply {
             var counters: [(name: String, value: Int64)] = []
             for _ in 0..<count { counters.append((try buffer.readWireString("counter.name"), try buffer.readWireInteger(Int64.self, "counter.value"))) }
             return .health(HealthReply(status: status, counters: counters))
+        case .pauliz:
+            let hasHorizon = try buffer.readWireInteger(UInt8.self, "pauliz.hasHorizon")
+            guard hasHorizon <= 1 else { throw ProtocolError(.malformed, "pauliz.hasHorizon must be 0 or 1") }
+            let horizon = try buffer.readWireInteger(Int64.self, "pauliz.horizon")
+            let eventsRead = try buffer.readWireInteger(Int64.self, "pauliz.eventsRead")
+            let rowCount = try buffer.readWireCount("pauliz.rows", elementBytesMin: 2 + 8 * (1 + PaulizReply.Row.figureCount), countMax: Int(UInt32.max))
+            var rows: [PaulizReply.Row] = []
+            rows.reserveCapacity(rowCount)
+            for _ in 0..<rowCount {
+                let resource = try buffer.readWireString("row.resource")
+                let start = try buffer.readWireInteger(Int64.self, "row.windowStart")
+                var figures: [Int64] = []
+                for _ in 0..<PaulizReply.Row.figureCount { figures.append(try buffer.readWireInteger(Int64.self, "row.figure")) }
+                rows.append(PaulizReply.Row(resource: resource, windowStart: start, figures: figures))
+            }
+            let episodeCount = try buffer.readWireCount("pauliz.episodes", elementBytesMin: 35, countMax: Int(UInt32.max))
+            var episodes: [PaulizReply.Episode] = []
+            for _ in 0..<episodeCount {
+                let resource = try buffer.readWireString("episode.resource")
+                let start = try buffer.readWireInteger(Int64.self, "episode.start")
+                let hasEnd = try buffer.readWireInteger(UInt8.self, "episode.hasEnd")
+                guard hasEnd <= 1 else { throw ProtocolError(.malformed, "episode.hasEnd must be 0 or 1") }
+                let end = try buffer.readWireInteger(Int64.self, "episode.end")
+                episodes.append(PaulizReply.Episode(
+                    resource: resource, start: start, end: hasEnd == 1 ? end : nil, flips: try buffer.readWireInteger(Int64.self, "episode.flips"),
+                    peak: try buffer.readWireInteger(Int64.self, "episode.peak")))
+            }
+            return .pauliz(PaulizReply(horizon: hasHorizon == 1 ? horizon : nil, eventsRead: eventsRead, rows: rows, episodes: episodes))
         }
     }
 }

@@ -12,6 +12,7 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case fetch = 7
     case listOffsets = 8
     case health = 9
+    case pauliz = 10
 }
 
 public enum ProtocolVersion {
@@ -252,6 +253,91 @@ public struct HealthReply: Equatable, Sendable {
     }
 }
 
+/// A Pauli-Z query (spec/pauli-z.md) over a flip topic's durable data.
+public struct PaulizRequest: Equatable, Sendable {
+    public enum Filter: Equatable, Sendable {
+        case all
+        case exact(String)
+        case prefix(String)
+    }
+
+    public var topic: String
+    public var windowMilliseconds: Int64
+    public var hopMilliseconds: Int64
+    public var from: Int64?
+    public var to: Int64?
+    public var filter: Filter
+    /// nil: the topic's storm parameters.
+    public var stormIntervalMilliseconds: Int64?
+    public var stormEnter: Int32?
+    public var stormExit: Int32?
+
+    public init(
+        topic: String, windowMilliseconds: Int64, hopMilliseconds: Int64, from: Int64? = nil, to: Int64? = nil, filter: Filter = .all,
+        stormIntervalMilliseconds: Int64? = nil, stormEnter: Int32? = nil, stormExit: Int32? = nil
+    ) {
+        self.topic = topic
+        self.windowMilliseconds = windowMilliseconds
+        self.hopMilliseconds = hopMilliseconds
+        self.from = from
+        self.to = to
+        self.filter = filter
+        self.stormIntervalMilliseconds = stormIntervalMilliseconds
+        self.stormEnter = stormEnter
+        self.stormExit = stormExit
+    }
+}
+
+/// The answer to a Pauli-Z query: the rows (integer figures; the client computes the
+/// ratios and rollups) in output order, and the storm episodes the query selects.
+public struct PaulizReply: Equatable, Sendable {
+    public struct Row: Equatable, Sendable {
+        public var resource: String
+        public var windowStart: Int64
+        /// events, flips, up, down, covered, chainBreaks, seqGaps, epochChanges,
+        /// clockRegressions, knownMilliseconds, integral, stormMilliseconds.
+        public var figures: [Int64]
+
+        public init(resource: String, windowStart: Int64, figures: [Int64]) {
+            self.resource = resource
+            self.windowStart = windowStart
+            self.figures = figures
+        }
+
+        public static let figureCount = 12
+    }
+
+    public struct Episode: Equatable, Sendable {
+        public var resource: String
+        public var start: Int64
+        public var end: Int64?
+        public var flips: Int64
+        public var peak: Int64
+
+        public init(resource: String, start: Int64, end: Int64?, flips: Int64, peak: Int64) {
+            self.resource = resource
+            self.start = start
+            self.end = end
+            self.flips = flips
+            self.peak = peak
+        }
+    }
+
+    /// nil when the topic holds no events.
+    public var horizon: Int64?
+    /// Events read (all resources), for the caller's information.
+    public var eventsRead: Int64
+    public var rows: [Row]
+    public var episodes: [Episode]
+
+    public init(horizon: Int64?, eventsRead: Int64, rows: [Row], episodes: [Episode]) {
+        self.horizon = horizon
+        self.eventsRead = eventsRead
+        self.rows = rows
+        self.episodes = episodes
+    }
+}
+
 public enum Request: Equatable, Sendable {
     case hello(HelloRequest)
     case createTopic(TopicInfo)
@@ -263,6 +349,7 @@ public enum Request: Equatable, Sendable {
     case fetch(FetchRequest)
     case listOffsets(ListOffsetsRequest)
     case health
+    case pauliz(PaulizRequest)
 
     public var kind: MessageKind {
         switch self {
@@ -275,6 +362,7 @@ public enum Request: Equatable, Sendable {
         case .fetch: return .fetch
         case .listOffsets: return .listOffsets
         case .health: return .health
+        case .pauliz: return .pauliz
         }
     }
 }
@@ -289,4 +377,5 @@ public enum Reply: Equatable, Sendable {
     case fetch(FetchReply)
     case listOffsets(ListOffsetsReply)
     case health(HealthReply)
+    case pauliz(PaulizReply)
 }

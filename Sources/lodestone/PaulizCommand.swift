@@ -4,8 +4,11 @@ import LogIO
 import LogStorage
 import PauliZ
 import PauliZReplay
+import LogClient
+import LogFormat
+import WireProtocol
 
-struct PaulizCommand: ParsableCommand {
+struct PaulizCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pauliz",
         abstract: "Pauli-Z rows (direction and rate of state flips per resource and window) or storm episodes of a flip topic.",
@@ -13,7 +16,8 @@ struct PaulizCommand: ParsableCommand {
             Rows follow spec/pauli-z.md: one per resource and window with at least one \
             event, ordered by window start, then resource. --storms prints storm episodes \
             instead. --data DIR replays a stopped server's data directory (read-only; \
-            refused while a server holds it). Storm parameters default to the topic's. \
+            refused while a server holds it); without it the server (--server) answers \
+            from its durable data. Storm parameters default to the topic's. \
             Docs/pauliz.md explains every figure. Exit status: 0 done, 1 the query failed \
             (corruption, unknown topic, a server holding the directory), 2 usage.
             """)
@@ -73,9 +77,9 @@ struct PaulizCommand: ParsableCommand {
         if PauliZFormat(rawValue: format) == nil { throw ValidationError("--format must be jsonl, csv or table, got \"\(format)\"") }
     }
 
-    func run() throws {
+    func run() async throws {
         do {
-            try runQuery()
+            try await runQuery()
         } catch let failure as CommandFailure {
             printError("lodestone pauliz: \(failure.description)")
             throw ExitCode(failure.status)
@@ -85,10 +89,13 @@ struct PaulizCommand: ParsableCommand {
         } catch let error as PauliZError {
             printError("lodestone pauliz: \(error.message)")
             throw ExitCode(1)
+        } catch let error as ClientError {
+            printError("lodestone pauliz: \(error)")
+            throw ExitCode(1)
         }
     }
 
-    private func runQuery() throws {
+    private func runQuery() async throws {
         let format = PauliZFormat(rawValue: format)!
         let windowMilliseconds = try parseDuration(window, option: "--window")
         let hopMilliseconds = try hop.map { try parseDuration($0, option: "--hop") }
@@ -96,27 +103,84 @@ struct PaulizCommand: ParsableCommand {
         let toTime = try to.map { try parseTime($0, option: "--to") }
         let interval = try stormInterval.map { try parseDuration($0, option: "--storm-interval") }
         let filter: ResourceFilter = resource.map { .exact($0) } ?? prefix.map { .prefix($0) } ?? .all
-        guard let data else {
-            throw CommandFailure("live queries over --server are not served yet; replay a stopped server's data directory with --data DIR")
-        }
         let started = ContinuousClock.now
-        let progress = ReplayProgress()
-        let (result, statistics) = try PauliZReplay.run(
-            directory: data, topic: topic, filter: filter, rowsInMemoryMax: sortMemory << 20 / MemoryLayout<PauliZRow>.stride, configure: { configuration in
-            let defaults = PauliZReplay.topicDefaults(configuration)
-            let storm = StormParameters(
-                intervalMilliseconds: interval ?? defaults.storm.intervalMilliseconds, enter: stormEnter ?? defaults.storm.enter,
-                exit: stormExit ?? defaults.storm.exit)
-            let query = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime,
-                                    storm: storm, polarityMap: defaults.polarityMap)
-            do { try query.validate() } catch let error as PauliZError { throw CommandFailure(error.message, status: 2) }
-            return query
-        }, progress: progress.report)
+        let answer: Answer
+        if let data {
+            let progress = ReplayProgress()
+            let (result, statistics) = try PauliZReplay.run(
+                directory: data, topic: topic, filter: filter, rowsInMemoryMax: sortMemory << 20 / MemoryLayout<PauliZRow>.stride, configure: { configuration in
+                let defaults = PauliZReplay.topicDefaults(configuration)
+                let storm = StormParameters(
+                    intervalMilliseconds: interval ?? defaults.storm.intervalMilliseconds, enter: stormEnter ?? defaults.storm.enter,
+                    exit: stormExit ?? defaults.storm.exit)
+                let query = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime,
+                                        storm: storm, polarityMap: defaults.polarityMap)
+                do { try query.validate() } catch let error as PauliZError { throw CommandFailure(error.message, status: 2) }
+                return query
+            }, progress: progress.report)
+            answer = Answer(local: result)
+            try print(answer, format: format, windowMilliseconds: windowMilliseconds)
+            progress.finish(String(
+                format: "pauliz: %lld events (%lld selected) in %d partitions, %.1f s", statistics.events, statistics.eventsSelected,
+                statistics.partitions, secondsSince(started)))
+        } else {
+            // Checked here too, so a usage problem is status 2 without a server; storm
+            // parameters only as far as the topic's (which only the server knows) allow.
+            let check = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime)
+            do { try check.validate() } catch { throw CommandFailure(error.message, status: 2) }
+            if let interval, interval < 1 || interval > PauliZLimits.durationMax { throw CommandFailure("the storm interval must be 1 ms to 2^53-1 ms", status: 2) }
+            if let stormEnter, stormEnter < 1 || stormEnter > PauliZLimits.stormThresholdMax { throw CommandFailure("the storm enter threshold must be 1 to \(PauliZLimits.stormThresholdMax)", status: 2) }
+            if let stormExit, stormExit < 0 { throw CommandFailure("the storm exit threshold must be at least 0", status: 2) }
+            if let stormEnter, let stormExit, stormExit >= stormEnter {
+                throw CommandFailure("the storm exit threshold must be below the enter threshold (\(stormEnter)), got \(stormExit)", status: 2)
+            }
+            let request = PaulizRequest(
+                topic: topic, windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds ?? windowMilliseconds, from: fromTime, to: toTime,
+                filter: resource.map { .exact($0) } ?? prefix.map { .prefix($0) } ?? .all, stormIntervalMilliseconds: interval,
+                stormEnter: stormEnter.map { Int32(clamping: $0) }, stormExit: stormExit.map { Int32(clamping: $0) })
+            let connection = try await server.connect()
+            defer { Task { await connection.close() } }
+            guard case .pauliz(let reply) = try await connection.send(.pauliz(request), timeoutMilliseconds: 600_000) else {
+                throw CommandFailure("unexpected reply")
+            }
+            try print(Answer(remote: reply), format: format, windowMilliseconds: windowMilliseconds)
+        }
+    }
+
+    /// Rows and episodes, from a local replay or a server's answer, as the printer reads them.
+    struct Answer {
+        var resources: ByteStringTable
+        var forEachRow: ((PauliZRow) throws -> Void) throws -> Void
+        var episodes: [PauliZEpisode]
+
+        init(local result: PauliZResult) {
+            resources = result.resources
+            forEachRow = { body in try result.forEachRow(body) }
+            episodes = result.episodes
+        }
+
+        init(remote reply: PaulizReply) {
+            var table = ByteStringTable()
+            var rows: [PauliZRow] = []
+            for wire in reply.rows {
+                var row = PauliZRow(windowStart: wire.windowStart, key: table.intern(wire.resource))
+                let f = wire.figures
+                (row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks) = (f[0], f[1], f[2], f[3], f[4], f[5])
+                (row.seqGaps, row.epochChanges, row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds) = (f[6], f[7], f[8], f[9], f[10], f[11])
+                rows.append(row)
+            }
+            episodes = reply.episodes.map { PauliZEpisode(resource: table.intern($0.resource), start: $0.start, end: $0.end, flips: $0.flips, peak: $0.peak) }
+            resources = table
+            forEachRow = { body in for row in rows { try body(row) } }
+        }
+    }
+
+    private func print(_ answer: Answer, format: PauliZFormat, windowMilliseconds: Int64) throws {
         var output = OutputBuffer()
         if storms {
             if let header = PauliZOutput.episodeHeader(format) { output.line(header) }
-            for episode in result.episodes {
-                output.line(PauliZOutput.episodeLine(format, resource: result.name(of: episode.resource), episode: episode))
+            for episode in answer.episodes {
+                output.line(PauliZOutput.episodeLine(format, resource: answer.resources.string(episode.resource), episode: episode))
             }
         } else if let groupDepth {
             var encoder = RowPrinter(format: format, keyName: "group", windowMilliseconds: windowMilliseconds)
@@ -126,20 +190,17 @@ struct PaulizCommand: ParsableCommand {
             let emit = { (group: String, row: PauliZRow) in
                 encoder.print(row, key: group, cachedKey: &groupKeys[group], into: &output)
             }
-            try result.forEachRow { row in rollup.add(row, resources: result.resources, emit: emit) }
+            try answer.forEachRow { row in rollup.add(row, resources: answer.resources, emit: emit) }
             rollup.flush(emit)
         } else {
             var encoder = RowPrinter(format: format, keyName: "resource", windowMilliseconds: windowMilliseconds)
             encoder.header(into: &output)
-            var keys = [[UInt8]?](repeating: nil, count: result.resources.count)
-            try result.forEachRow { row in
-                encoder.print(row, key: result.name(of: row.key), cachedKey: &keys[Int(row.key)], into: &output)
+            var keys = [[UInt8]?](repeating: nil, count: answer.resources.count)
+            try answer.forEachRow { row in
+                encoder.print(row, key: answer.resources.string(row.key), cachedKey: &keys[Int(row.key)], into: &output)
             }
         }
         output.flush()
-        progress.finish(String(
-            format: "pauliz: %lld events (%lld selected) in %d partitions, %.1f s", statistics.events, statistics.eventsSelected,
-            statistics.partitions, secondsSince(started)))
     }
 }
 

@@ -53,7 +53,8 @@ enum Lodestone {
 
     /// Runs the binary to its end (killed after `timeout` seconds), stdin from `input`.
     /// Output goes through files, so neither side can block the other on a full pipe.
-    static func run(_ arguments: [String], input: String = "", environment: [String: String] = [:], timeout: Double = 120) throws -> ProcessRun {
+    /// `executable` names another product built beside it (`lodestone-traffic`).
+    static func run(_ arguments: [String], input: String = "", environment: [String: String] = [:], timeout: Double = 120, executable: String = "lodestone") throws -> ProcessRun {
         let scratch = NSTemporaryDirectory() + "lodestone-run-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -61,7 +62,7 @@ enum Lodestone {
         try writeFile(scratch + "/out", Data())
         try writeFile(scratch + "/err", Data())
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
+        process.executableURL = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent(executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardInput = FileHandle(forReadingAtPath: scratch + "/in")

@@ -72,6 +72,11 @@ final class MessageCodecTests: XCTestCase {
             .fetch(FetchRequest(topic: "t", partition: 2, offset: 99, maxBytes: 1 << 20, maxWaitMilliseconds: 500)),
             .listOffsets(ListOffsetsRequest(topic: "t", partition: 1, mode: .time, time: -5)),
             .health,
+            .pauliz(PaulizRequest(topic: "flips", windowMilliseconds: 60_000, hopMilliseconds: 60_000)),
+            .pauliz(PaulizRequest(
+                topic: "flips", windowMilliseconds: 600_000, hopMilliseconds: 60_000, from: -5, to: 1_767_225_600_000, filter: .prefix("prod/eu"),
+                stormIntervalMilliseconds: 30_000, stormEnter: 4, stormExit: 0)),
+            .pauliz(PaulizRequest(topic: "flips", windowMilliseconds: 1, hopMilliseconds: 1, filter: .exact("r"), stormExit: 1)),
         ]
     }
 
@@ -96,6 +101,15 @@ final class MessageCodecTests: XCTestCase {
             (.fetch, .success(.fetch(FetchReply(logStart: 0, durableEnd: 100, nextOffset: 50, records: batch)))),
             (.listOffsets, .success(.listOffsets(ListOffsetsReply(offset: -1, start: 0, end: 9)))),
             (.health, .success(.health(HealthReply(status: "ok", counters: [("connections", 3), ("auth_failures", 0)])))),
+            (.pauliz, .success(.pauliz(PaulizReply(horizon: nil, eventsRead: 0, rows: [], episodes: [])))),
+            (.pauliz, .success(.pauliz(PaulizReply(
+                horizon: 1_767_225_780_000, eventsRead: 9,
+                rows: [PaulizReply.Row(resource: "prod/eu-1/db/role", windowStart: 1_767_225_600_000, figures: [5, 4, 2, 2, 3, 0, 0, 0, 0, 60_000, 40_000, 35_000])],
+                episodes: [
+                    PaulizReply.Episode(resource: "prod/eu-1/db/role", start: 1_767_225_625_000, end: 1_767_225_680_000, flips: 4, peak: 4),
+                    PaulizReply.Episode(resource: "r", start: -3, end: nil, flips: 9, peak: 6),
+                ])))),
+            (.pauliz, .failure(ProtocolError(.limitReached, "narrow it"))),
             (.fetch, .failure(ProtocolError(.offsetOutOfRange, "offset 9 is past 5"))),
         ]
         for (kind, result) in replies {
