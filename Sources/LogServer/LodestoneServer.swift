@@ -50,7 +50,10 @@ public final class LodestoneServer: Sendable {
     public static func start(configuration: ServerConfiguration, store: LogStore, executor: any BlockingExecutor, logger: Logger) async throws -> LodestoneServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         let counters = ServerCounters()
-        let router = RequestRouter(store: store, executor: executor, counters: counters)
+        // Live Pauli-Z state from the durable log, before any client can append.
+        let live = LivePauliZ()
+        live.start(store: store, logger: logger)
+        let router = RequestRouter(store: store, executor: executor, counters: counters, live: live, logger: logger)
         let children = OpenChannels()
         let tokens = configuration.tokens
         let bootstrap = ServerBootstrap(group: group)

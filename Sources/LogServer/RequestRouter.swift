@@ -1,6 +1,7 @@
 import LogFormat
 import LogIO
 import LogStorage
+import Logging
 import PauliZ
 import PauliZReplay
 import NIOCore
@@ -17,6 +18,9 @@ final class ServerCounters: Sendable {
     let requests = Atomic<Int>(0)
     let malformedFrames = Atomic<Int>(0)
     let handshakeTimeouts = Atomic<Int>(0)
+    /// Pauli-Z queries answered from the live state, and by replaying the log.
+    let paulizLiveAnswers = Atomic<Int>(0)
+    let paulizReplayAnswers = Atomic<Int>(0)
 }
 
 /// Carries out requests against the store, for a principal. Storage work that blocks
@@ -27,11 +31,15 @@ final class RequestRouter: Sendable {
     let store: LogStore
     let executor: any BlockingExecutor
     let counters: ServerCounters
+    let live: LivePauliZ
+    let logger: Logger
 
-    init(store: LogStore, executor: any BlockingExecutor, counters: ServerCounters) {
+    init(store: LogStore, executor: any BlockingExecutor, counters: ServerCounters, live: LivePauliZ = LivePauliZ(), logger: Logger = Logger(label: "lodestone.router")) {
         self.store = store
         self.executor = executor
         self.counters = counters
+        self.live = live
+        self.logger = logger
     }
 
     typealias Reply = @Sendable (Result<WireProtocol.Reply, ProtocolError>?) -> Void
@@ -43,7 +51,11 @@ final class RequestRouter: Sendable {
             reply(.failure(ProtocolError(.handshakeRequired, "a second hello on one connection")))
         case .createTopic(let info):
             guard principal.allows(.admin, on: info.name) else { return reply(.failure(unauthorized(principal, .admin, info.name))) }
-            blocking(reply) { () throws(StorageError) in .topic(self.info(try self.createTopic(info), withOffsets: true)) }
+            blocking(reply) { () throws(StorageError) in
+                let created = try self.createTopic(info)
+                if created.kind == .flip, let topic = self.store.topic(created.name) { self.live.follow(topic, replaying: false, logger: self.logger) }
+                return .topic(self.info(created, withOffsets: true))
+            }
         case .listTopics:
             let topics = store.topicConfigurations.filter { principal.allows(.consume, on: $0.name) }
             reply(.success(.topics(topics.map { info($0, withOffsets: false) })))
@@ -241,9 +253,20 @@ final class RequestRouter: Sendable {
         case .exact(let resource): filter = .exact(resource)
         case .prefix(let prefix): filter = .prefix(prefix)
         }
+        let live = self.live.state(request.topic)
+        let counters = self.counters
         executor.execute {
             do {
-                let (result, statistics) = try PauliZServerReplay.run(topic: topic, query: query, filter: filter)
+                let result: PauliZResult
+                let eventsRead: Int64
+                if let live, let answer = try live.answer(query, filter: filter) {
+                    counters.paulizLiveAnswers.add(1, ordering: .relaxed)
+                    (result, eventsRead) = (answer, 0)
+                } else {
+                    counters.paulizReplayAnswers.add(1, ordering: .relaxed)
+                    let (replayed, statistics) = try PauliZServerReplay.run(topic: topic, query: query, filter: filter)
+                    (result, eventsRead) = (replayed, statistics.events)
+                }
                 var rows: [PaulizReply.Row] = []
                 var bytes = 64
                 let budget = WireLimits.frameBytesMax - 1024
@@ -267,7 +290,7 @@ final class RequestRouter: Sendable {
                 if tooLarge || bytes > budget {
                     return reply(.failure(ProtocolError(.limitReached, "the answer holds more rows than fit in one frame of \(WireLimits.frameBytesMax) bytes; narrow it with from/to or a resource or prefix")))
                 }
-                reply(.success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: statistics.events, rows: rows, episodes: episodes))))
+                reply(.success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: eventsRead, rows: rows, episodes: episodes))))
             } catch let error as StorageError {
                 reply(.failure(Self.protocolError(error)))
             } catch let error as PauliZError {
@@ -308,6 +331,8 @@ final class RequestRouter: Sendable {
             ("requests", load(counters.requests)),
             ("malformed_frames", load(counters.malformedFrames)),
             ("handshake_timeouts", load(counters.handshakeTimeouts)),
+            ("pauliz_live_answers", load(counters.paulizLiveAnswers)),
+            ("pauliz_replay_answers", load(counters.paulizReplayAnswers)),
             ("topics", Int64(store.topicConfigurations.count)),
             ("read_only_partitions", Int64(readOnly)),
             ("appends", Int64(statistics.appendCount)),

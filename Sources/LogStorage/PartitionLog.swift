@@ -96,6 +96,7 @@ public final class PartitionLog: Sendable {
     public let recoveryReport: RecoveryReport
     let environment: StorageEnvironment
     private let state: Mutex<State>
+    private let durableObserver = Mutex<(@Sendable ([UInt8]) -> Void)?>(nil)
 
     var fileIO: any FileIO { environment.fileIO }
     var configuration: StorageConfiguration { environment.configuration }
@@ -614,6 +615,11 @@ public final class PartitionLog: Sendable {
             for append in group.appends where append.ackMode == .written { append.completion?(.success(append.outcome)) }
             let (checkpoint, waiting) = try sync(group)
             progress = .synced
+            // Before the durable acks: whoever is told an append is durable finds it in
+            // what observes durable batches (the server's live Pauli-Z state).
+            if let observer = durableObserver.withLock({ $0 }) {
+                for append in group.appends { observer(append.bytes) }
+            }
             for append in group.appends where append.ackMode == .durable { append.completion?(.success(append.outcome)) }
             for (outcome, completions) in waiting {
                 for completion in completions { completion(.success(outcome.asRetryAnswer)) }
@@ -782,6 +788,13 @@ public final class PartitionLog: Sendable {
 
     /// Calls `callback` once durable data reaches past `offset` (or the partition fails or
     /// closes); nil, without calling it, when that is so already. The id cancels it.
+    /// Called on the writer thread with every batch (as stored) once it is durable, in
+    /// log order, before its acknowledgement; nil to stop. The observer must be quick and
+    /// must not call back into the partition.
+    public func observeDurableBatches(_ observer: (@Sendable ([UInt8]) -> Void)?) {
+        durableObserver.withLock { $0 = observer }
+    }
+
     public func notifyWhenDurable(beyond offset: Int64, _ callback: @escaping @Sendable () -> Void) -> UInt64? {
         state.withLock { state -> UInt64? in
             if state.durableEnd > offset || state.failure != nil || state.closing || state.closed { return nil }

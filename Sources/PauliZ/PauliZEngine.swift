@@ -90,12 +90,12 @@ struct ResourceState {
 }
 
 struct EngineCore {
-    let parameters: EngineParameters
+    var parameters: EngineParameters
     var resources = ByteStringTable()
     var polarityStates = ByteStringTable()
     var polarityValues: [Int8] = []
     var states: [ResourceState] = []
-    let sorter: RowSorter
+    var sorter: RowSorter
     /// Finished rows not yet handed to the sorter: handed over in chunks (no regrowth
     /// copies of one huge array); past `rowsInMemoryMax` in memory the sorter spills them.
     var finished: [PauliZRow] = []
@@ -327,10 +327,16 @@ public struct PauliZResult {
     public let horizon: Int64?
     let rows: RowSorter
     public let episodes: [PauliZEpisode]
+    /// Which resources' rows to give (a live answer's filter); nil for all.
+    var keep: ((Int32) -> Bool)? = nil
 
     /// Calls `body` with each row in order.
     public func forEachRow(_ body: (PauliZRow) throws -> Void) throws {
-        try rows.drain(resources: resources, body)
+        if let keep {
+            try rows.drain(resources: resources) { row in if keep(row.key) { try body(row) } }
+        } else {
+            try rows.drain(resources: resources, body)
+        }
     }
 
     public func name(of id: Int32) -> String { resources.string(id) }

@@ -36,6 +36,9 @@ final class RowSorter {
 
     var spilledRuns: Int { runs.count }
 
+    /// The chunks kept in memory (not sorted), for a live state's snapshot.
+    var memoryChunks: [[PauliZRow]] { chunks }
+
     /// Takes a chunk of rows, to be sorted when drained (or spilled).
     func keep(_ rows: [PauliZRow]) {
         guard !rows.isEmpty else { return }

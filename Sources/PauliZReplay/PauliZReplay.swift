@@ -108,35 +108,44 @@ public enum PauliZServerReplay {
         let ends = topic.partitions.map(\.offsets)
         var statistics = ReplayStatistics(partitions: topic.partitions.count)
         for (partition, offsets) in zip(topic.partitions, ends) {
-            var offset = offsets.start
-            while offset < offsets.durableEnd {
-                let read = try partition.read(from: offset, maxBytes: 4 << 20)
-                if read.batchCount == 0 { break }
-                var done = false
-                try read.bytes.withUnsafeBytes { raw in
-                    var position = 0
-                    while position < raw.count {
-                        let header = try RecordBatchHeader.read(UnsafeRawBufferPointer(rebasing: raw[position..<min(raw.count, position + RecordBatchHeader.size)]))
-                        if header.baseOffset >= offsets.durableEnd {
-                            done = true
-                            return
-                        }
-                        let batch = UnsafeRawBufferPointer(rebasing: raw[position..<(position + header.totalSize)])
-                        let counts = try engine.ingest(batch: batch, header: header, filter: filter)
-                        statistics.batches += 1
-                        statistics.events += counts.events
-                        statistics.eventsSelected += counts.selected
-                        statistics.bytesRead += Int64(header.totalSize)
-                        position += header.totalSize
-                    }
-                }
+            try forEachBatch(of: partition, from: offsets.start, to: offsets.durableEnd) { (header: RecordBatchHeader, batch: UnsafeRawBufferPointer) throws -> Void in
+                let counts = try engine.ingest(batch: batch, header: header, filter: filter)
+                statistics.batches += 1
+                statistics.events += counts.events
+                statistics.eventsSelected += counts.selected
+                statistics.bytesRead += Int64(header.totalSize)
                 if statistics.events > eventsMax {
                     throw PauliZError("the query reads more than \(eventsMax) events of \(topic.configuration.name); ask a stopped server's data directory (lodestone pauliz --data)")
                 }
-                if done { break }
-                offset = read.nextOffset
             }
         }
         return (try engine.finish(), statistics)
+    }
+
+    /// Every batch of an open partition in [start, end) (durable data, CRC-checked by the
+    /// partition's read path), in order.
+    public static func forEachBatch(
+        of partition: PartitionLog, from start: Int64, to end: Int64, _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        var offset = start
+        while offset < end {
+            let read = try partition.read(from: offset, maxBytes: 4 << 20)
+            if read.batchCount == 0 { return }
+            var done = false
+            try read.bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> Void in
+                var position = 0
+                while position < raw.count {
+                    let header = try RecordBatchHeader.read(UnsafeRawBufferPointer(rebasing: raw[position..<min(raw.count, position + RecordBatchHeader.size)]))
+                    if header.baseOffset >= end {
+                        done = true
+                        return
+                    }
+                    try body(header, UnsafeRawBufferPointer(rebasing: raw[position..<(position + header.totalSize)]))
+                    position += header.totalSize
+                }
+            }
+            if done { return }
+            offset = read.nextOffset
+        }
     }
 }

@@ -171,6 +171,18 @@ final class PaulizLiveEqualsReplayTests: XCTestCase {
             XCTAssertEqual(run.status, 0, "\(query): \(run.error)")
             live.append(run)
         }
+        // The one-minute queries with the topic's storms came from the live state, the
+        // others from replays.
+        let health = try XCTUnwrap(try Lodestone.run(["health", "--server", server.address]).objects().first?["counters"] as? [String: Any])
+        XCTAssertEqual(health["pauliz_live_answers"] as? Int, 3)
+        XCTAssertEqual(health["pauliz_replay_answers"] as? Int, 3)
+        // After a restart the live state is rebuilt from the log: the same answers.
+        XCTAssertEqual(server.terminate(), 0)
+        try server.start()
+        let again = try Lodestone.run(["pauliz", "--topic", "flips", "--server", server.address] + queries[0])
+        XCTAssertEqual(again.output, live[0].output)
+        let rebuilt = try XCTUnwrap(try Lodestone.run(["health", "--server", server.address]).objects().first?["counters"] as? [String: Any])
+        XCTAssertEqual(rebuilt["pauliz_live_answers"] as? Int, 1)
         XCTAssertEqual(server.terminate(), 0)
         for (query, answer) in zip(queries, live) {
             let replay = try Lodestone.run(["pauliz", "--topic", "flips", "--data", server.data] + query)

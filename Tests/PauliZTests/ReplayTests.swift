@@ -196,3 +196,78 @@ func makeFlipStore(_ test: XCTestCase, _ events: [FlipEvent], partitions: Int = 
     return directory
 }
 
+
+/// The live state (one-minute windows, the topic's storms) fed batch by batch answers as
+/// a replay of the same log does, at any point of the feed, for any range and filter; other
+/// query shapes are not its to answer.
+final class PauliZLiveTests: XCTestCase {
+    func testLiveAnswersEqualReplaysAtEveryPointOfTheFeed() async throws {
+        var traffic = SmallTraffic(seed: 21)
+        // Times in seconds, so one-minute windows hold several events.
+        let events = traffic.events(count: 700).map { event -> FlipEvent in
+            var event = event
+            event.time *= 7_000
+            return event
+        }
+        let map: [String: Int8] = ["on": 1, "off": -1]
+        let directory = try await makeFlipStore(self, events, partitions: 2, polarityMap: map)
+        let storm = StormParameters(intervalMilliseconds: 60_000, enter: 3, exit: 1)
+        let live = try PauliZLive(storm: storm, polarityMap: map)
+        // The batches in an order a server could see them durable: partitions interleaved,
+        // each in its log order.
+        let ordered = try interleave(directory: directory)
+        var fed: [FlipEvent] = []
+        let byKey = Dictionary(grouping: events, by: { "\($0.resource)|\($0.epoch)|\($0.seq)" })
+        for (index, batch) in ordered.enumerated() {
+            try batch.withUnsafeBytes { raw in try live.ingest(batch: raw, header: try RecordBatchHeader.read(raw)) }
+            try batch.withUnsafeBytes { raw in
+                try FlipRecords.forEach(batch: raw, header: try RecordBatchHeader.read(raw)) { fields in
+                    let key = "\(String(decoding: fields.resource, as: UTF8.self))|\(fields.epoch)|\(fields.seq)"
+                    fed.append(byKey[key]!.first!)
+                }
+            }
+            guard index % 9 == 0 || index == ordered.count - 1 else { continue }
+            for (from, to, filter) in [(nil, nil, ResourceFilter.all), (Int64(60_000), Int64(600_000), .prefix("a")), (nil, Int64(300_000), .exact("b"))] as [(Int64?, Int64?, ResourceFilter)] {
+                let query = PauliZQuery(windowMilliseconds: 60_000, from: from, to: to, storm: storm, polarityMap: map)
+                let answer = try XCTUnwrap(try live.answer(query, filter: filter))
+                var rows: [String] = []
+                try answer.forEachRow { rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: answer.name(of: $0.key), row: $0, windowMilliseconds: 60_000)) }
+                let storms = answer.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: answer.name(of: $0.resource), episode: $0) }
+                let kept = fed.filter { matches(filter, $0.resource) }
+                let expected = try runEngine(kept, query, horizon: fed.map(\.time).max())
+                XCTAssertEqual(rows, expected.rows, "after \(index + 1) batches, \(filter), \(String(describing: from))..<\(String(describing: to))")
+                XCTAssertEqual(storms, expected.storms, "after \(index + 1) batches, \(filter)")
+                if index == ordered.count - 1 && filter == .all {
+                    XCTAssertGreaterThan(rows.count, 50)
+                    XCTAssertGreaterThan(storms.count, 3, "the parameters should make storms to compare")
+                }
+            }
+        }
+        XCTAssertNil(try live.answer(PauliZQuery(windowMilliseconds: 120_000, storm: storm, polarityMap: map), filter: .all))
+        XCTAssertNil(try live.answer(PauliZQuery(windowMilliseconds: 60_000, storm: StormParameters(), polarityMap: map), filter: .all))
+    }
+
+    /// Batches of partition 0 and 1 alternated, each partition's in log order.
+    func interleave(directory: String) throws -> [[UInt8]] {
+        let reader = try DirectoryReader(directory: directory, fileIO: PosixFileIO())
+        var lists: [[[UInt8]]] = []
+        for partition in 0..<2 {
+            let files = try reader.partitionFiles(topic: "flips", partition: partition)
+            var list: [[UInt8]] = []
+            for segment in files.segments { _ = try reader.forEachBatch(in: segment, of: files) { _, bytes in list.append(Array(bytes)) } }
+            lists.append(list)
+        }
+        var result: [[UInt8]] = []
+        var index = 0
+        while result.count < lists[0].count + lists[1].count {
+            for list in lists where index < list.count { result.append(list[index]) }
+            index += 1
+        }
+        return result
+    }
+
+    func matches(_ filter: ResourceFilter, _ resource: String) -> Bool {
+        var resource = resource
+        return resource.withUTF8 { filter.matches(UnsafeRawBufferPointer($0)) }
+    }
+}
