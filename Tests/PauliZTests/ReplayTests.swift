@@ -47,6 +47,21 @@ final class ReplayTests: XCTestCase {
         XCTAssertEqual(try replay(directory, query), expected.rows + expected.storms)
     }
 
+    /// Per-resource rows and episodes do not depend on how many partitions the topic has.
+    func testOutputIsIndependentOfThePartitionCount() async throws {
+        var traffic = SmallTraffic(seed: 31)
+        let events = traffic.events(count: 500)
+        let query = PauliZQuery(windowMilliseconds: 6, hopMilliseconds: 3, storm: StormParameters(intervalMilliseconds: 5, enter: 2, exit: 0))
+        var answers: [[String]] = []
+        for partitions in [1, 2, 5] {
+            let directory = try await makeStore(events, partitions: partitions)
+            answers.append(try replay(directory, query))
+        }
+        XCTAssertFalse(answers[0].isEmpty)
+        XCTAssertEqual(answers[1], answers[0])
+        XCTAssertEqual(answers[2], answers[0])
+    }
+
     /// A prefix keeps its resources' rows; the others still set the horizon.
     func testFilterKeepsTheTopicsHorizon() async throws {
         let events = [
