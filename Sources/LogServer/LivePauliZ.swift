@@ -51,7 +51,7 @@ final class LivePauliZ: Sendable {
                 }
                 if replaying {
                     try PauliZServerReplay.forEachBatch(of: partition, from: offsets.start, to: offsets.durableEnd) { header, batch in
-                        try live.ingest(batch: batch, header: header)
+                        live.ingest(batch: batch, header: header)
                     }
                 }
                 seen.append(offsets.next)
@@ -64,7 +64,7 @@ final class LivePauliZ: Sendable {
             partition.observeDurableBatches { bytes in
                 bytes.withUnsafeBytes { raw in
                     guard let header = try? RecordBatchHeader.read(raw) else { return }
-                    try? live.ingest(batch: raw, header: header)
+                    live.ingest(batch: raw, header: header)
                 }
             }
         }

@@ -652,10 +652,12 @@ public final class PartitionLog: Sendable {
     /// by the previous group) and creates the next one, synced with its directory before
     /// any data goes into it.
     private func roll(to baseOffset: Int64) throws(IOError) {
-        let (sealed, summary) = state.withLock { state -> (SegmentState, SegmentSummary?) in
+        let (sealed, builder) = state.withLock { state -> (SegmentState, SegmentSummaryBuilder?) in
             precondition(state.active.durableSize == state.active.size, "a segment is fully synced before the next is created")
-            return (state.active, state.activeSummary?.summary())
+            return (state.active, state.activeSummary)
         }
+        // Sorting names and filling a Bloom filter: outside the lock appends take.
+        let summary = builder?.summary()
         try trimPreallocation(sealed)
         try Self.writeIndexes(sealed, fileIO: fileIO, sync: true)
         if let summary {

@@ -12,6 +12,7 @@ import Synchronization
 /// answered here (nil): the server replays the log for it, with the same engine, so the
 /// rows are the same either way. Past `rowsMax` finished rows the state stops answering
 /// and frees its rows (replays answer from then on), so its memory stays bounded.
+/// Finished rows are kept in memory as the engine hands them over (never spilled).
 public final class PauliZLive: @unchecked Sendable {
     public static let windowMilliseconds: Int64 = 60_000
     public static let rowsMaxDefault = 1_000_000
@@ -32,7 +33,7 @@ public final class PauliZLive: @unchecked Sendable {
         core = EngineCore(query: query, sorter: RowSorter(temporaryDirectory: nil), rowsInMemoryMax: Int.max)
     }
 
-    /// Whether the state gave up (too many rows): replays answer.
+    /// Whether the state gave up (too many rows, or a batch it could not take): replays answer.
     public var hasOverflowed: Bool { lock.withLock { _ in overflowed } }
 
     /// Whether this state can answer `query` (its window, hop and storm parameters; any
@@ -42,13 +43,19 @@ public final class PauliZLive: @unchecked Sendable {
             && query.storm == self.query.storm && query.polarityMap == self.query.polarityMap
     }
 
-    /// One durable batch of the topic (control batches hold no events).
-    public func ingest(batch: UnsafeRawBufferPointer, header: RecordBatchHeader) throws {
-        try lock.withLock { _ in
+    /// One durable batch of the topic (control batches hold no events). A batch the
+    /// engine cannot take (it cannot happen to a batch the store accepted, but if it did)
+    /// ends the live state rather than let it drift from the log: replays answer then.
+    public func ingest(batch: UnsafeRawBufferPointer, header: RecordBatchHeader) {
+        lock.withLock { _ in
             if overflowed { return }
-            _ = try core.ingest(batch: batch, header: header, filter: .all)
-            if core.finished.count >= 1 << 16 { try core.handOver() }
-            if core.sorter.memoryRows + core.finished.count > rowsMax {
+            do {
+                _ = try core.ingest(batch: batch, header: header, filter: .all)
+                if core.finished.count >= 1 << 16 { try core.handOver() }
+            } catch {
+                overflowed = true
+            }
+            if overflowed || core.sorter.memoryRows + core.finished.count > rowsMax {
                 overflowed = true
                 core = EngineCore(query: query, sorter: RowSorter(temporaryDirectory: nil), rowsInMemoryMax: Int.max)
             }

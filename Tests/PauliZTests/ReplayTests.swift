@@ -234,7 +234,7 @@ final class PauliZLiveTests: XCTestCase {
         var fed: [FlipEvent] = []
         let byKey = Dictionary(grouping: events, by: { "\($0.resource)|\($0.epoch)|\($0.seq)" })
         for (index, batch) in ordered.enumerated() {
-            try batch.withUnsafeBytes { raw in try live.ingest(batch: raw, header: try RecordBatchHeader.read(raw)) }
+            try batch.withUnsafeBytes { raw in live.ingest(batch: raw, header: try RecordBatchHeader.read(raw)) }
             try batch.withUnsafeBytes { raw in
                 try FlipRecords.forEach(batch: raw, header: try RecordBatchHeader.read(raw)) { fields in
                     let key = "\(String(decoding: fields.resource, as: UTF8.self))|\(fields.epoch)|\(fields.seq)"
