@@ -10,9 +10,10 @@ import Synchronization
 /// resources' open windows and storms are closed at the horizon of the moment, on a copy,
 /// for each answer. A query of another shape (window, hop, storm parameters) is not
 /// answered here (nil): the server replays the log for it, with the same engine, so the
-/// rows are the same either way. Past `rowsMax` finished rows the state stops answering
-/// and frees its rows (replays answer from then on), so its memory stays bounded.
-/// Finished rows are kept in memory as the engine hands them over (never spilled).
+/// rows are the same either way. Past `rowsMax` finished rows the state forgets the older
+/// half of its windows (by start) and from then on answers only queries that start at or
+/// after the oldest window it still holds (`completeFrom`); replays answer the others. So
+/// its memory stays bounded and recent windows stay live.
 public final class PauliZLive: @unchecked Sendable {
     public static let windowMilliseconds: Int64 = 60_000
     public static let rowsMaxDefault = 1_000_000
@@ -24,6 +25,8 @@ public final class PauliZLive: @unchecked Sendable {
     private let lock = Mutex(())
     private var core: EngineCore
     private var overflowed = false
+    /// Windows starting before this were forgotten; nil while none were.
+    private var forgottenBefore: Int64?
 
     public init(storm: StormParameters, polarityMap: [String: Int8], rowsMax: Int = PauliZLive.rowsMaxDefault) throws(PauliZError) {
         let query = PauliZQuery(windowMilliseconds: Self.windowMilliseconds, storm: storm, polarityMap: polarityMap)
@@ -33,8 +36,12 @@ public final class PauliZLive: @unchecked Sendable {
         core = EngineCore(query: query, sorter: RowSorter(temporaryDirectory: nil), rowsInMemoryMax: Int.max)
     }
 
-    /// Whether the state gave up (too many rows, or a batch it could not take): replays answer.
+    /// Whether the state gave up (a batch it could not take, or too many rows in one
+    /// window to forget any): replays answer.
     public var hasOverflowed: Bool { lock.withLock { _ in overflowed } }
+
+    /// The start of the oldest window the state can still answer for; nil for all.
+    public var completeFrom: Int64? { lock.withLock { _ in forgottenBefore } }
 
     /// Whether this state can answer `query` (its window, hop and storm parameters; any
     /// range and filter): then `answer` does, unless the state overflowed.
@@ -55,11 +62,28 @@ public final class PauliZLive: @unchecked Sendable {
             } catch {
                 overflowed = true
             }
-            if overflowed || core.sorter.memoryRows + core.finished.count > rowsMax {
-                overflowed = true
+            if !overflowed && core.sorter.memoryRows + core.finished.count > rowsMax { forgetOlderHalf() }
+            if overflowed {
                 core = EngineCore(query: query, sorter: RowSorter(temporaryDirectory: nil), rowsInMemoryMax: Int.max)
             }
         }
+    }
+
+    /// Drops the finished rows of the older half of the windows, and the episodes that
+    /// ended before what is kept (under the lock).
+    private func forgetOlderHalf() {
+        do { try core.handOver() } catch { overflowed = true; return }
+        var rows = core.sorter.takeChunks().flatMap { $0 }
+        rows.sort { $0.windowStart < $1.windowStart }
+        let cut = rows[rows.count / 2].windowStart
+        rows.removeAll { $0.windowStart < cut }
+        guard rows.count <= rowsMax else {
+            overflowed = true
+            return
+        }
+        forgottenBefore = max(forgottenBefore ?? cut, cut)
+        core.sorter.keep(rows)
+        core.episodes.removeAll { episode in episode.end.map { $0 <= cut } ?? false }
     }
 
     /// Rows and episodes for `query`, as a replay of the same durable log would give
@@ -67,7 +91,10 @@ public final class PauliZLive: @unchecked Sendable {
     public func answer(_ query: PauliZQuery, filter: ResourceFilter) throws(PauliZError) -> PauliZResult? {
         guard covers(query) else { return nil }
         // A copy of the state (arrays are shared until written), closed at the horizon.
-        guard let snapshot = lock.withLock({ _ -> EngineCore? in self.overflowed ? nil : self.core }) else { return nil }
+        guard let (snapshot, forgotten) = lock.withLock({ _ -> (EngineCore, Int64?)? in self.overflowed ? nil : (self.core, self.forgottenBefore) }) else { return nil }
+        if let forgotten {
+            guard let from = query.from, from >= forgotten else { return nil }
+        }
         var core = snapshot
         let sorter = RowSorter(temporaryDirectory: nil)
         let keep = Self.keeper(filter, resources: core.resources)

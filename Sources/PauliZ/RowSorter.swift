@@ -39,6 +39,16 @@ final class RowSorter {
     /// The chunks kept in memory (not sorted), for a live state's snapshot.
     var memoryChunks: [[PauliZRow]] { chunks }
 
+    /// Takes the chunks kept in memory out (a live state that forgets old windows).
+    func takeChunks() -> [[PauliZRow]] {
+        defer {
+            rowCount -= memoryRows
+            chunks = []
+            memoryRows = 0
+        }
+        return chunks
+    }
+
     /// Takes a chunk of rows, to be sorted when drained (or spilled).
     func keep(_ rows: [PauliZRow]) {
         guard !rows.isEmpty else { return }

@@ -262,6 +262,38 @@ final class PauliZLiveTests: XCTestCase {
         XCTAssertNil(try live.answer(PauliZQuery(windowMilliseconds: 60_000, storm: StormParameters(), polarityMap: map), filter: .all))
     }
 
+    /// Past its row limit the live state forgets its older windows: it then answers only
+    /// queries from its oldest kept window on, and those as a replay would.
+    func testForgettingOldWindowsKeepsRecentAnswersExact() async throws {
+        var traffic = SmallTraffic(seed: 22)
+        let events = traffic.events(count: 600).map { event -> FlipEvent in
+            var event = event
+            event.time *= 5_000
+            return event
+        }
+        let directory = try await makeFlipStore(self, events, partitions: 2)
+        let storm = StormParameters(intervalMilliseconds: 60_000, enter: 2, exit: 0)
+        let live = try PauliZLive(storm: storm, polarityMap: [:], rowsMax: 40)
+        for batch in try interleave(directory: directory) {
+            try batch.withUnsafeBytes { raw in live.ingest(batch: raw, header: try RecordBatchHeader.read(raw)) }
+        }
+        XCTAssertFalse(live.hasOverflowed)
+        let forgotten = try XCTUnwrap(live.completeFrom, "40 rows are far fewer than the traffic makes")
+        XCTAssertNil(try live.answer(PauliZQuery(windowMilliseconds: 60_000, storm: storm), filter: .all), "no from: not the live state's to answer")
+        XCTAssertNil(try live.answer(PauliZQuery(windowMilliseconds: 60_000, from: forgotten - 60_000, storm: storm), filter: .all))
+        for from in [forgotten, forgotten + 120_000] {
+            let query = PauliZQuery(windowMilliseconds: 60_000, from: from, storm: storm)
+            let answer = try XCTUnwrap(try live.answer(query, filter: .all))
+            var rows: [String] = []
+            try answer.forEachRow { rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: answer.name(of: $0.key), row: $0, windowMilliseconds: 60_000)) }
+            let storms = answer.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: answer.name(of: $0.resource), episode: $0) }
+            let expected = try runEngine(events, query)
+            XCTAssertFalse(expected.rows.isEmpty)
+            XCTAssertEqual(rows, expected.rows, "from \(from)")
+            XCTAssertEqual(storms, expected.storms, "from \(from)")
+        }
+    }
+
     /// Batches of partition 0 and 1 alternated, each partition's in log order.
     func interleave(directory: String) throws -> [[UInt8]] {
         let reader = try DirectoryReader(directory: directory, fileIO: PosixFileIO())
