@@ -69,7 +69,7 @@ public enum StoreChecker {
             for index in 0..<configuration.partitionCount {
                 let partitionDirectory = joinPath(topicDirectory, String(index))
                 var summary = PartitionSummary(topic: configuration.name, partition: index)
-                checkPartition(partitionDirectory, fileIO: fileIO, summary: &summary, findings: &report.findings)
+                checkPartition(partitionDirectory, fileIO: fileIO, isFlip: configuration.kind == .flip, summary: &summary, findings: &report.findings)
                 report.partitions.append(summary)
             }
         }
@@ -115,7 +115,7 @@ public enum StoreChecker {
         return (summary, findings)
     }
 
-    static func checkPartition(_ directory: String, fileIO: any FileIO, summary: inout PartitionSummary, findings: inout [Finding]) {
+    static func checkPartition(_ directory: String, fileIO: any FileIO, isFlip: Bool = false, summary: inout PartitionSummary, findings: inout [Finding]) {
         guard fileIO.exists(directory) else {
             findings.append(Finding(isFault: true, path: directory, message: "the partition directory is missing"))
             return
@@ -141,7 +141,7 @@ public enum StoreChecker {
                 findings.append(Finding(isFault: true, path: path, message: "segment starts at offset \(base) but the previous segment ends at offset \(expected)"))
             }
             let isLast = index == bases.count - 1
-            let scan = checkSegment(path: path, directory: directory, baseOffset: base, isLast: isLast, state: state, window: window,
+            let scan = checkSegment(path: path, directory: directory, baseOffset: base, isLast: isLast, isFlip: isFlip, state: state, window: window,
                                     previousTimestamp: previousTimestamp, fileIO: fileIO, summary: &summary, findings: &findings)
             // After corruption the segment's true end is unknown: judge the next from its own start.
             expectedOffset = scan.complete ? scan.nextOffset : nil
@@ -152,7 +152,7 @@ public enum StoreChecker {
 
     /// Scans one segment; returns where it ends.
     static func checkSegment(
-        path: String, directory: String, baseOffset: Int64, isLast: Bool, state: PartitionStateFile?, window: Int64,
+        path: String, directory: String, baseOffset: Int64, isLast: Bool, isFlip: Bool = false, state: PartitionStateFile?, window: Int64,
         previousTimestamp: Int64, fileIO: any FileIO, summary: inout PartitionSummary, findings: inout [Finding]
     ) -> (nextOffset: Int64, lastTimestamp: Int64, complete: Bool) {
         let file: any StorageFile
@@ -169,6 +169,7 @@ public enum StoreChecker {
         var batchStarts: [Int64: (offset: Int64, time: Int64)] = [:]
         var scanner = BatchScanner(file: file, from: 0, offset: baseOffset, endPosition: size, previousTimestamp: previousTimestamp)
         var readWhole = true
+        var contents = SummaryContents()
         scan: while true {
             let step: BatchScanner.Step
             do { step = try scanner.next() } catch {
@@ -196,6 +197,7 @@ public enum StoreChecker {
                 }
                 break scan
             case .batch(let batch):
+                if isFlip && !isLast { contents.add(scanner, batch) }
                 batchStarts[batch.position] = (batch.header.baseOffset, batch.header.maxTimestamp)
                 summary.batchCount += 1
                 summary.recordCount += Int64(batch.header.recordCount)
@@ -207,6 +209,7 @@ public enum StoreChecker {
         segment.markDurable()
         // Past corruption the log's batches are unknown, so the indexes cannot be judged.
         if readWhole { checkIndexes(segment: segment, batchStarts: batchStarts, isLast: isLast, clean: state?.clean == true, fileIO: fileIO, findings: &findings) }
+        if readWhole && isFlip && !isLast { contents.check(directory: directory, baseOffset: baseOffset, fileIO: fileIO, findings: &findings) }
         return (segment.nextOffset, max(previousTimestamp, segment.maxTimestamp), readWhole)
     }
 
@@ -253,6 +256,55 @@ public enum StoreChecker {
         }
         if !problems.isEmpty {
             findings.append(Finding(isFault: true, path: handle.indexPath, message: "index files disagree with the log: " + problems.joined(separator: "; ") + "; the next open rebuilds them"))
+        }
+    }
+}
+
+/// What a sealed flip segment holds, collected while `check` scans it, to hold its summary
+/// file against: replays skip segments by the summary, so one that disagrees with the log
+/// would make them skip events.
+struct SummaryContents {
+    var resources = Set<String>()
+    var eventCount: Int64 = 0
+    var eventTimeMin = Int64.max
+    var eventTimeMax = Int64.min
+    var unreadable = false
+
+    mutating func add(_ scanner: BatchScanner, _ batch: BatchScanner.Batch) {
+        do {
+            try scanner.withBatchBytes(batch) { bytes in
+                try FlipRecords.forEach(batch: bytes, header: batch.header) { event in
+                    resources.insert(String(decoding: event.resource, as: UTF8.self))
+                    eventCount += 1
+                    eventTimeMin = min(eventTimeMin, event.time)
+                    eventTimeMax = max(eventTimeMax, event.time)
+                }
+            }
+        } catch {
+            unreadable = true
+        }
+    }
+
+    func check(directory: String, baseOffset: Int64, fileIO: any FileIO, findings: inout [StoreChecker.Finding]) {
+        let path = SegmentSummary.path(directory: directory, baseOffset: baseOffset)
+        guard fileIO.exists(path), !unreadable else { return }
+        let summary: SegmentSummary
+        do {
+            summary = try SegmentSummary.decode(try fileIO.readWholeFile(path, bytesMax: SegmentSummary.fileBytesMax))
+        } catch {
+            findings.append(StoreChecker.Finding(isFault: false, path: path, message: "segment summary is unreadable (\(error)); replays read the segment in full"))
+            return
+        }
+        var problems: [String] = []
+        if summary.eventCount != eventCount { problems.append("it counts \(summary.eventCount) events, the segment holds \(eventCount)") }
+        if eventCount > 0 && (summary.eventTimeMin != eventTimeMin || summary.eventTimeMax != eventTimeMax) {
+            problems.append("its event times \(summary.eventTimeMin) to \(summary.eventTimeMax) are not the segment's \(eventTimeMin) to \(eventTimeMax)")
+        }
+        if summary.resourceCount != resources.count { problems.append("it names \(summary.resourceCount) resources, the segment holds \(resources.count)") }
+        if let missing = resources.sorted().first(where: { !summary.mayContain(resource: $0) }) { problems.append("it leaves out \(missing)") }
+        if let listed = summary.resources, let extra = listed.first(where: { !resources.contains($0) }) { problems.append("it names \(extra), which the segment does not hold") }
+        if !problems.isEmpty {
+            findings.append(StoreChecker.Finding(isFault: true, path: path, message: "segment summary disagrees with the log: " + problems.joined(separator: "; ") + "; delete it (replays then read the segment in full)"))
         }
     }
 }

@@ -160,6 +160,23 @@ final class SegmentSummaryReplayTests: XCTestCase {
         XCTAssertEqual(result.horizon, events.map(\.time).max())
     }
 
+    /// `lodestone check` holds summaries against the log: a summary that leaves out a
+    /// resource (valid CRC, wrong content) is a fault, since replays would skip by it.
+    func testCheckFindsASummaryThatDisagreesWithTheLog() async throws {
+        let (directory, _) = try await makeStore()
+        let clean = try StoreChecker.check(directory: directory, fileIO: PosixFileIO())
+        XCTAssertEqual(clean.faultCount, 0, "\(clean.findings)")
+        let partition = directory + "/topics/flips/0"
+        let path = partition + "/00000000000000000000.summary"
+        var summary = try XCTUnwrap(SegmentSummary.read(directory: partition, baseOffset: 0, fileIO: PosixFileIO()))
+        summary.resources = summary.resources?.filter { $0 != "lonely/one" }
+        summary.resourceCount -= 1
+        try Data(summary.encoded()).write(to: URL(fileURLWithPath: path))
+        let report = try StoreChecker.check(directory: directory, fileIO: PosixFileIO())
+        XCTAssertEqual(report.faultCount, 1, "\(report.findings)")
+        XCTAssertTrue(report.findings.contains { $0.isFault && $0.path == path && $0.message.contains("leaves out lonely/one") }, "\(report.findings)")
+    }
+
     func testADamagedSummaryIsNotTrusted() async throws {
         let (directory, _) = try await makeStore()
         let partition = directory + "/topics/flips/0"
