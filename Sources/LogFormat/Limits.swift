@@ -68,6 +68,26 @@ public enum Limits {
     public static let snapshotBytesMax = 512 << 20
 
     /// Checks the relations between the limits. A broken relation is a programming error.
+    // MARK: Pauli-Z (spec/pauli-z.md; Docs/limits.md)
+
+    /// Windows, hops and storm intervals, in milliseconds: at most the span of event times.
+    public static let paulizDurationMillisecondsMax: Int64 = (1 << 53) - 1
+    /// Overlapping windows per event (window / hop): each event updates that many rows.
+    public static let paulizWindowsPerEventMax = 4_096
+    public static let paulizStormThresholdMax = 1 << 30
+    /// Bytes of finished rows a query keeps in memory before spilling sorted runs
+    /// (`lodestone pauliz --sort-memory` sets it per query).
+    public static let paulizSortMemoryBytesDefault = 1 << 30
+    /// Finished rows a topic's live state keeps before it forgets its older windows.
+    public static let paulizLiveRowCountMax = 1_000_000
+    /// Events a server reads for one replayed query.
+    public static let paulizReplayEventCountMax: Int64 = 200_000_000
+    /// A segment summary keeps an exact list of names up to this many bytes, else a
+    /// Bloom filter.
+    public static let segmentSummaryExactBytesMax = 64 << 10
+    /// A larger summary file is not trusted (its segment is read in full).
+    public static let segmentSummaryFileBytesMax = 16 << 20
+
     public static func check() {
         precondition(batchBytesMax <= groupWriteBytesMax, "a batch must fit in one group write")
         precondition(groupWriteBytesMax < segmentBytesMax, "a group write must fit in a segment")
@@ -78,5 +98,7 @@ public enum Limits {
         precondition(batchRecordCountMax <= groupWriteAppendCountMax * 4, "record counts stay proportional")
         precondition(recordKeyBytesMax < batchBytesMax, "a key fits in a batch")
         precondition(topicPartitionCountMax <= storePartitionCountMax, "a topic fits in a store")
+        precondition(segmentSummaryExactBytesMax < segmentSummaryFileBytesMax, "an exact summary fits in a summary file")
+        precondition(paulizWindowsPerEventMax <= batchRecordCountMax, "one event's rows stay few next to a batch's records")
     }
 }

@@ -119,7 +119,7 @@ public final class LodestoneServer: Sendable {
         logger.info("stopped")
     }
 
-    public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters).health() }
+    public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters, logger: logger).health() }
 }
 
 /// Answers a connection past the limit with one refusal frame as soon as it is active, then

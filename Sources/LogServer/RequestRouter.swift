@@ -34,7 +34,7 @@ final class RequestRouter: Sendable {
     let live: LivePauliZ
     let logger: Logger
 
-    init(store: LogStore, executor: any BlockingExecutor, counters: ServerCounters, live: LivePauliZ = LivePauliZ(), logger: Logger = Logger(label: "lodestone.router")) {
+    init(store: LogStore, executor: any BlockingExecutor, counters: ServerCounters, live: LivePauliZ = LivePauliZ(), logger: Logger) {
         self.store = store
         self.executor = executor
         self.counters = counters

@@ -25,8 +25,8 @@ public struct SegmentSummary: Sendable, Equatable {
     public static let magic: [UInt8] = Array("LDSM".utf8)
     public static let version: UInt8 = 1
     /// Above this many bytes of names, the summary keeps a Bloom filter instead of the list.
-    public static let exactBytesMax = 64 << 10
-    public static let fileBytesMax = 16 << 20
+    public static let exactBytesMax = Limits.segmentSummaryExactBytesMax
+    public static let fileBytesMax = Limits.segmentSummaryFileBytesMax
 
     /// Whether the segment may hold `resource` (false: it certainly does not).
     public func mayContain(resource: String) -> Bool {

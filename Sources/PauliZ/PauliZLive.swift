@@ -16,7 +16,7 @@ import Synchronization
 /// its memory stays bounded and recent windows stay live.
 public final class PauliZLive: @unchecked Sendable {
     public static let windowMilliseconds: Int64 = 60_000
-    public static let rowsMaxDefault = 1_000_000
+    public static let rowsMaxDefault = Limits.paulizLiveRowCountMax
 
     public let query: PauliZQuery
     private let rowsMax: Int

@@ -88,15 +88,14 @@ public enum ResourceFilter: Sendable, Equatable {
     }
 }
 
+/// The Pauli-Z limits, named as the engine reads them; their values live in
+/// `LogFormat.Limits` with every other limit.
 public enum PauliZLimits {
-    /// Windows, hops and storm intervals: at most the span of event times.
-    public static let durationMax: Int64 = (1 << 53) - 1
-    /// Overlapping windows per event (W / H): each event updates that many rows.
-    public static let windowsPerEventMax = 4_096
-    public static let stormThresholdMax = 1 << 30
-    /// Rows held in memory before a sorted run is spilled to a temporary file (about
-    /// 1 GiB of rows; `lodestone pauliz --sort-memory` sets it).
-    public static let rowsInMemoryDefault = (1 << 30) / MemoryLayout<PauliZRow>.stride
+    public static let durationMax = Limits.paulizDurationMillisecondsMax
+    public static let windowsPerEventMax = Limits.paulizWindowsPerEventMax
+    public static let stormThresholdMax = Limits.paulizStormThresholdMax
+    /// Rows held in memory before a sorted run is spilled to a temporary file.
+    public static let rowsInMemoryDefault = Limits.paulizSortMemoryBytesDefault / MemoryLayout<PauliZRow>.stride
 }
 
 public struct PauliZError: Error, Equatable, Sendable, CustomStringConvertible {

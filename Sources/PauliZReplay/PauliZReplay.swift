@@ -96,7 +96,7 @@ extension SegmentSummary {
 public enum PauliZServerReplay {
     /// Events a server reads for one query at most; a query past it fails with the reason
     /// (it would hold an I/O thread for long).
-    public static let eventsMax: Int64 = 200_000_000
+    public static let eventsMax = Limits.paulizReplayEventCountMax
 
     public static func run(
         topic: LogStore.Topic, query: PauliZQuery, filter: ResourceFilter, eventsMax: Int64 = eventsMax
