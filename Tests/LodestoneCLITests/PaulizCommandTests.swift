@@ -66,6 +66,30 @@ final class PaulizCommandTests: XCTestCase {
         XCTAssertTrue(table.lines.dropFirst().first?.contains("0.6667") == true, table.output)
     }
 
+    /// Progress and the closing summary go to stderr only when it is a terminal: nothing
+    /// there in a pipe; under a pseudo-terminal (`script`), the summary line.
+    func testProgressOnlyOnATerminal() throws {
+        let server = try exampleServer()
+        XCTAssertEqual(server.terminate(), 0)
+        let arguments = ["pauliz", "--data", server.data, "--topic", "roles", "--window", "1m"]
+        let piped = try Lodestone.run(arguments)
+        XCTAssertEqual(piped.status, 0)
+        XCTAssertEqual(piped.error, "")
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("no script(1) to make a terminal") }
+        let command = ([Lodestone.binary] + arguments + [">/dev/null"]).joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-qec", command, "/dev/null"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("pauliz: 9 events (9 selected) in 2 partitions"), text)
+    }
+
     func testUsageErrorsExitTwoAndFailuresOne() throws {
         let server = try exampleServer()
         XCTAssertEqual(server.terminate(), 0)
