@@ -182,10 +182,11 @@ public struct FlipEvent: Equatable, Hashable, Sendable {
         return event
     }
 
-    /// The JSON form, keys in spec order, with the polarity as readers see it.
-    public func json(resolvedPolarity: Int8) -> String {
+    /// The JSON form, keys in spec order, with the polarity as readers see it; without a
+    /// polarity (nil), the key is left out, as `produce` reads it (the topic's map decides).
+    public func json(resolvedPolarity: Int8?) -> String {
         "{\"resource\":\(StrictJSON.quote(resource)),\"from\":\(StrictJSON.quote(from)),\"to\":\(StrictJSON.quote(to))"
-            + ",\"polarity\":\(resolvedPolarity),\"actor\":\(StrictJSON.quote(actor)),\"reason\":\(StrictJSON.quote(reason))"
+            + (resolvedPolarity.map { ",\"polarity\":\($0)" } ?? "") + ",\"actor\":\(StrictJSON.quote(actor)),\"reason\":\(StrictJSON.quote(reason))"
             + ",\"epoch\":\(epoch),\"seq\":\(seq),\"time\":\(time)}"
     }
 }

@@ -270,14 +270,10 @@ final class RequestRouter: Sendable {
                 var rows: [PaulizReply.Row] = []
                 var bytes = 64
                 let budget = WireLimits.frameBytesMax - 1024
-                var tooLarge = false
                 try result.forEachRow { row in
                     let name = result.name(of: row.key)
                     bytes += 2 + name.utf8.count + 8 * (1 + PaulizReply.Row.figureCount)
-                    if bytes > budget {
-                        tooLarge = true
-                        return
-                    }
+                    if bytes > budget { throw AnswerTooLarge() }
                     rows.append(PaulizReply.Row(resource: name, windowStart: row.windowStart, figures: [
                         row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks, row.seqGaps, row.epochChanges,
                         row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds,
@@ -287,10 +283,10 @@ final class RequestRouter: Sendable {
                     PaulizReply.Episode(resource: result.name(of: episode.resource), start: episode.start, end: episode.end, flips: episode.flips, peak: episode.peak)
                 }
                 bytes += episodes.reduce(0) { $0 + 35 + $1.resource.utf8.count }
-                if tooLarge || bytes > budget {
-                    return reply(.failure(ProtocolError(.limitReached, "the answer holds more rows than fit in one frame of \(WireLimits.frameBytesMax) bytes; narrow it with from/to or a resource or prefix")))
-                }
+                if bytes > budget { throw AnswerTooLarge() }
                 reply(.success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: eventsRead, rows: rows, episodes: episodes))))
+            } catch is AnswerTooLarge {
+                reply(.failure(ProtocolError(.limitReached, "the answer holds more than fits in one frame of \(WireLimits.frameBytesMax) bytes; narrow it with from/to or a resource or prefix")))
             } catch let error as StorageError {
                 reply(.failure(Self.protocolError(error)))
             } catch let error as PauliZError {
@@ -300,6 +296,9 @@ final class RequestRouter: Sendable {
             }
         }
     }
+
+    /// Stops building an answer as soon as it cannot fit in a frame.
+    private struct AnswerTooLarge: Error {}
 
     // MARK: Health
 

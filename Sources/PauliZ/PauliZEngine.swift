@@ -72,8 +72,9 @@ struct EngineParameters {
     let stormInterval: Int64
     let stormEnter: Int
     let stormExit: Int
-    let from: Int64?
-    let to: Int64?
+    /// The query's range; a live answer sets its own on a copy.
+    var from: Int64?
+    var to: Int64?
 }
 
 struct ResourceState {

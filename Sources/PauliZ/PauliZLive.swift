@@ -103,10 +103,8 @@ public final class PauliZLive: @unchecked Sendable {
         }
         core.sorter = sorter
         core.finished = []
-        core.parameters = EngineParameters(
-            window: core.parameters.window, hop: core.parameters.hop, windowsPerEvent: core.parameters.windowsPerEvent,
-            stormInterval: core.parameters.stormInterval, stormEnter: core.parameters.stormEnter, stormExit: core.parameters.stormExit,
-            from: query.from, to: query.to)
+        core.parameters.from = query.from
+        core.parameters.to = query.to
         // Rows of resources the filter drops are finished too, then left out.
         var result = try core.finish(query: query, horizon: nil)
         if filter != .all {

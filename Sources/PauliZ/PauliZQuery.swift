@@ -14,11 +14,21 @@ public struct StormParameters: Sendable, Equatable, Hashable {
     }
 
     public func validate() throws(PauliZError) {
-        if intervalMilliseconds < 1 || intervalMilliseconds > PauliZLimits.durationMax {
+        try Self.check(intervalMilliseconds: intervalMilliseconds, enter: enter, exit: exit)
+    }
+
+    /// Checks the parameters given (nil: not known here, as a topic's default is only known
+    /// to the server that holds the topic).
+    public static func check(intervalMilliseconds: Int64?, enter: Int?, exit: Int?) throws(PauliZError) {
+        if let intervalMilliseconds, intervalMilliseconds < 1 || intervalMilliseconds > PauliZLimits.durationMax {
             throw PauliZError("the storm interval must be 1 ms to 2^53-1 ms, got \(intervalMilliseconds)")
         }
-        if enter < 1 || enter > PauliZLimits.stormThresholdMax { throw PauliZError("the storm enter threshold must be 1 to \(PauliZLimits.stormThresholdMax), got \(enter)") }
-        if exit < 0 || exit >= enter { throw PauliZError("the storm exit threshold must be at least 0 and below the enter threshold (\(enter)), got \(exit)") }
+        if let enter, enter < 1 || enter > PauliZLimits.stormThresholdMax {
+            throw PauliZError("the storm enter threshold must be 1 to \(PauliZLimits.stormThresholdMax), got \(enter)")
+        }
+        if let exit, exit < 0 || exit >= (enter ?? Int.max) {
+            throw PauliZError("the storm exit threshold must be at least 0 and below the enter threshold (\(enter.map(String.init) ?? "the topic's")), got \(exit)")
+        }
     }
 }
 

@@ -19,7 +19,6 @@ final class RowSorter {
     private(set) var memoryRows = 0
     private let temporaryDirectory: String
     private var runs: [(descriptor: Int32, rows: Int)] = []
-    private(set) var rowCount = 0
 
     init(temporaryDirectory: String?) {
         self.temporaryDirectory = temporaryDirectory ?? RowSorter.defaultTemporaryDirectory()
@@ -34,15 +33,12 @@ final class RowSorter {
         return "/tmp"
     }
 
-    var spilledRuns: Int { runs.count }
-
     /// The chunks kept in memory (not sorted), for a live state's snapshot.
     var memoryChunks: [[PauliZRow]] { chunks }
 
     /// Takes the chunks kept in memory out (a live state that forgets old windows).
     func takeChunks() -> [[PauliZRow]] {
         defer {
-            rowCount -= memoryRows
             chunks = []
             memoryRows = 0
         }
@@ -54,7 +50,6 @@ final class RowSorter {
         guard !rows.isEmpty else { return }
         chunks.append(rows)
         memoryRows += rows.count
-        rowCount += rows.count
     }
 
     static func ordered(_ resources: ByteStringTable) -> (PauliZRow, PauliZRow) -> Bool {

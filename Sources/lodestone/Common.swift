@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import LogClient
+import LogStorage
+import PauliZ
 import WireProtocol
 
 /// `--server` and `--token`, for every command that talks to a server.
@@ -46,6 +48,12 @@ func reporting(_ command: String, _ body: () async throws -> Void) async throws 
         throw ExitCode(failure.status)
     } catch let error as ClientError {
         printError("lodestone \(command): \(error)")
+        throw ExitCode(1)
+    } catch let error as StorageError {
+        printError("lodestone \(command): \(error.message)")
+        throw ExitCode(1)
+    } catch let error as PauliZError {
+        printError("lodestone \(command): \(error.message)")
         throw ExitCode(1)
     }
 }

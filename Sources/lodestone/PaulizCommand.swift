@@ -67,7 +67,7 @@ struct PaulizCommand: AsyncParsableCommand {
     var format: String = "jsonl"
 
     @Option(name: .customLong("sort-memory"), help: "MiB of finished rows kept in memory before sorted runs spill to temporary files (TMPDIR).")
-    var sortMemory: Int = 1024
+    var sortMemory: Int = Limits.paulizSortMemoryBytesDefault >> 20
 
     func validate() throws {
         if resource != nil && prefix != nil { throw ValidationError("give --resource or --prefix, not both") }
@@ -78,21 +78,7 @@ struct PaulizCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        do {
-            try await runQuery()
-        } catch let failure as CommandFailure {
-            printError("lodestone pauliz: \(failure.description)")
-            throw ExitCode(failure.status)
-        } catch let error as StorageError {
-            printError("lodestone pauliz: \(error.message)")
-            throw ExitCode(1)
-        } catch let error as PauliZError {
-            printError("lodestone pauliz: \(error.message)")
-            throw ExitCode(1)
-        } catch let error as ClientError {
-            printError("lodestone pauliz: \(error)")
-            throw ExitCode(1)
-        }
+        try await reporting("pauliz") { try await runQuery() }
     }
 
     private func runQuery() async throws {
@@ -104,7 +90,6 @@ struct PaulizCommand: AsyncParsableCommand {
         let interval = try stormInterval.map { try parseDuration($0, option: "--storm-interval") }
         let filter: ResourceFilter = resource.map { .exact($0) } ?? prefix.map { .prefix($0) } ?? .all
         let started = ContinuousClock.now
-        let answer: Answer
         if let data {
             let progress = ReplayProgress()
             let (result, statistics) = try PauliZReplay.run(
@@ -118,21 +103,19 @@ struct PaulizCommand: AsyncParsableCommand {
                 do { try query.validate() } catch let error as PauliZError { throw CommandFailure(error.message, status: 2) }
                 return query
             }, progress: progress.report)
-            answer = Answer(local: result)
-            try print(answer, format: format, windowMilliseconds: windowMilliseconds)
+            try print(Answer(local: result), format: format, windowMilliseconds: windowMilliseconds)
+            let torn = statistics.tornBytes > 0 ? String(format: "; %lld torn bytes left unread", statistics.tornBytes) : ""
             progress.finish(String(
                 format: "pauliz: %lld events (%lld selected) in %d partitions, %.1f s", statistics.events, statistics.eventsSelected,
-                statistics.partitions, secondsSince(started)))
+                statistics.partitions, secondsSince(started)) + torn)
         } else {
             // Checked here too, so a usage problem is status 2 without a server; storm
             // parameters only as far as the topic's (which only the server knows) allow.
-            let check = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime)
-            do { try check.validate() } catch { throw CommandFailure(error.message, status: 2) }
-            if let interval, interval < 1 || interval > PauliZLimits.durationMax { throw CommandFailure("the storm interval must be 1 ms to 2^53-1 ms", status: 2) }
-            if let stormEnter, stormEnter < 1 || stormEnter > PauliZLimits.stormThresholdMax { throw CommandFailure("the storm enter threshold must be 1 to \(PauliZLimits.stormThresholdMax)", status: 2) }
-            if let stormExit, stormExit < 0 { throw CommandFailure("the storm exit threshold must be at least 0", status: 2) }
-            if let stormEnter, let stormExit, stormExit >= stormEnter {
-                throw CommandFailure("the storm exit threshold must be below the enter threshold (\(stormEnter)), got \(stormExit)", status: 2)
+            do {
+                try PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime).validate()
+                try StormParameters.check(intervalMilliseconds: interval, enter: stormEnter, exit: stormExit)
+            } catch {
+                throw CommandFailure(error.message, status: 2)
             }
             let request = PaulizRequest(
                 topic: topic, windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds ?? windowMilliseconds, from: fromTime, to: toTime,
@@ -261,27 +244,22 @@ struct OutputBuffer {
     /// Lets `body` append bytes (whole lines) to the buffer.
     mutating func append(_ body: (inout [UInt8]) -> Void) {
         body(&bytes)
-        if bytes.count >= 1 << 22 { flush() }
+        if bytes.count >= Self.flushBytes { flush() }
     }
 
-    init() { bytes.reserveCapacity(1 << 18) }
+    /// Written out when this much is buffered (a 4 MiB buffer wrote no faster, measured).
+    static let flushBytes = 1 << 18
+
+    init() { bytes.reserveCapacity(Self.flushBytes) }
 
     mutating func line(_ text: String) {
         bytes.append(contentsOf: text.utf8)
         bytes.append(0x0A)
-        if bytes.count >= 1 << 22 { flush() }
+        if bytes.count >= Self.flushBytes { flush() }
     }
 
     mutating func flush() {
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = write(STDOUT_FILENO, raw.baseAddress! + offset, raw.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                if written <= 0 { return }
-                offset += written
-            }
-        }
+        bytes.withUnsafeBytes { writeAll($0, to: STDOUT_FILENO) }
         bytes.removeAll(keepingCapacity: true)
     }
 }

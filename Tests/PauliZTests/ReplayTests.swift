@@ -26,11 +26,8 @@ final class ReplayTests: XCTestCase {
             query.polarityMap = configuration.polarityMap ?? [:]
             return query
         }
-        var rows: [String] = []
-        try result.forEachRow { row in
-            rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: result.name(of: row.key), row: row, windowMilliseconds: query.windowMilliseconds))
-        }
-        return rows + result.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: result.name(of: $0.resource), episode: $0) }
+        let lines = try printed(result)
+        return lines.rows + lines.storms
     }
 
     func testReplayEqualsTheEngineOverTheSameEvents() async throws {
@@ -152,8 +149,7 @@ final class SegmentSummaryReplayTests: XCTestCase {
         let query = PauliZQuery(windowMilliseconds: 10)
         let (result, statistics) = try PauliZReplay.run(directory: directory, topic: "flips", filter: .prefix("lonely")) { _ in query }
         XCTAssertEqual(statistics.segmentsSkipped, logs.count - 2, "all sealed segments but the first are skipped")
-        var rows: [String] = []
-        try result.forEachRow { rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: result.name(of: $0.key), row: $0, windowMilliseconds: 10)) }
+        let rows = try printed(result).rows
         // The horizon still comes from the skipped segments (their summaries).
         let expected = try runEngine(events.filter { $0.resource == "lonely/one" }, query, horizon: events.map(\.time).max()!)
         XCTAssertEqual(rows, expected.rows)
@@ -262,9 +258,7 @@ final class PauliZLiveTests: XCTestCase {
             for (from, to, filter) in [(nil, nil, ResourceFilter.all), (Int64(60_000), Int64(600_000), .prefix("a")), (nil, Int64(300_000), .exact("b"))] as [(Int64?, Int64?, ResourceFilter)] {
                 let query = PauliZQuery(windowMilliseconds: 60_000, from: from, to: to, storm: storm, polarityMap: map)
                 let answer = try XCTUnwrap(try live.answer(query, filter: filter))
-                var rows: [String] = []
-                try answer.forEachRow { rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: answer.name(of: $0.key), row: $0, windowMilliseconds: 60_000)) }
-                let storms = answer.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: answer.name(of: $0.resource), episode: $0) }
+                let (rows, storms) = try printed(answer)
                 let kept = fed.filter { matches(filter, $0.resource) }
                 let expected = try runEngine(kept, query, horizon: fed.map(\.time).max())
                 XCTAssertEqual(rows, expected.rows, "after \(index + 1) batches, \(filter), \(String(describing: from))..<\(String(describing: to))")
@@ -301,9 +295,7 @@ final class PauliZLiveTests: XCTestCase {
         for from in [forgotten, forgotten + 120_000] {
             let query = PauliZQuery(windowMilliseconds: 60_000, from: from, storm: storm)
             let answer = try XCTUnwrap(try live.answer(query, filter: .all))
-            var rows: [String] = []
-            try answer.forEachRow { rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: answer.name(of: $0.key), row: $0, windowMilliseconds: 60_000)) }
-            let storms = answer.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: answer.name(of: $0.resource), episode: $0) }
+            let (rows, storms) = try printed(answer)
             let expected = try runEngine(events, query)
             XCTAssertFalse(expected.rows.isEmpty)
             XCTAssertEqual(rows, expected.rows, "from \(from)")

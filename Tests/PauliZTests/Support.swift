@@ -15,13 +15,22 @@ func runEngine(_ events: [FlipEvent], _ query: PauliZQuery, groupDepth: Int? = n
         }
         try result.forEachRow { row in rollup.add(row, resources: result.resources, emit: emit) }
         rollup.flush(emit)
-    } else {
-        try result.forEachRow { row in
-            rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: result.name(of: row.key), row: row, windowMilliseconds: query.windowMilliseconds))
-        }
+        return (rows, episodeLines(result))
     }
-    let storms = result.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: result.name(of: $0.resource), episode: $0) }
-    return (rows, storms)
+    return try printed(result)
+}
+
+/// A result's rows and episodes as JSON lines.
+func printed(_ result: PauliZResult) throws -> (rows: [String], storms: [String]) {
+    var rows: [String] = []
+    try result.forEachRow { row in
+        rows.append(PauliZOutput.rowLine(.jsonl, keyName: "resource", key: result.name(of: row.key), row: row, windowMilliseconds: result.query.windowMilliseconds))
+    }
+    return (rows, episodeLines(result))
+}
+
+func episodeLines(_ result: PauliZResult) -> [String] {
+    result.episodes.map { PauliZOutput.episodeLine(.jsonl, resource: result.name(of: $0.resource), episode: $0) }
 }
 
 func ingest(_ event: FlipEvent, into engine: PauliZEngine) throws {

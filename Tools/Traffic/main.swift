@@ -52,7 +52,7 @@ struct TrafficCommand: ParsableCommand {
             while let hour = traffic.nextHour() {
                 var text = ""
                 for item in hour {
-                    text += jsonLine(item.event) + "\n"
+                    text += item.event.json(resolvedPolarity: item.event.polarity) + "\n"
                     if item.isReplay { replays += 1 } else { stored += 1 }
                 }
                 try handle.write(contentsOf: Data(text.utf8))
@@ -63,17 +63,6 @@ struct TrafficCommand: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(started)
         print("{\"events\":\(stored),\"replays\":\(replays),\"resources\":\(resources),\"days\":\(days),\"seconds\":\(String(format: "%.1f", seconds))}")
-    }
-
-    /// The event as `produce` reads it; no polarity (the topic's map gives it).
-    func jsonLine(_ event: FlipEvent) -> String {
-        var text = "{\"resource\":\(StrictJSON.quote(event.resource))"
-        if !event.from.isEmpty { text += ",\"from\":\(StrictJSON.quote(event.from))" }
-        text += ",\"to\":\(StrictJSON.quote(event.to))"
-        if let polarity = event.polarity { text += ",\"polarity\":\(polarity)" }
-        if !event.actor.isEmpty { text += ",\"actor\":\(StrictJSON.quote(event.actor))" }
-        if !event.reason.isEmpty { text += ",\"reason\":\(StrictJSON.quote(event.reason))" }
-        return text + ",\"epoch\":\(event.epoch),\"seq\":\(event.seq),\"time\":\(event.time)}"
     }
 
     /// Appends the traffic to the topic, batches per partition, up to 16 appends in flight;
