@@ -230,13 +230,7 @@ func makeFlipStore(_ test: XCTestCase, _ events: [FlipEvent], partitions: Int = 
 /// query shapes are not its to answer.
 final class PauliZLiveTests: XCTestCase {
     func testLiveAnswersEqualReplaysAtEveryPointOfTheFeed() async throws {
-        var traffic = SmallTraffic(seed: 21)
-        // Times in seconds, so one-minute windows hold several events.
-        let events = traffic.events(count: 700).map { event -> FlipEvent in
-            var event = event
-            event.time *= 7_000
-            return event
-        }
+        let events = stretched(seed: 21, count: 700, by: 7_000)
         let map: [String: Int8] = ["on": 1, "off": -1]
         let directory = try await makeFlipStore(self, events, partitions: 2, polarityMap: map)
         let storm = StormParameters(intervalMilliseconds: 60_000, enter: 3, exit: 1)
@@ -276,12 +270,7 @@ final class PauliZLiveTests: XCTestCase {
     /// Past its row limit the live state forgets its older windows: it then answers only
     /// queries from its oldest kept window on, and those as a replay would.
     func testForgettingOldWindowsKeepsRecentAnswersExact() async throws {
-        var traffic = SmallTraffic(seed: 22)
-        let events = traffic.events(count: 600).map { event -> FlipEvent in
-            var event = event
-            event.time *= 5_000
-            return event
-        }
+        let events = stretched(seed: 22, count: 600, by: 5_000)
         let directory = try await makeFlipStore(self, events, partitions: 2)
         let storm = StormParameters(intervalMilliseconds: 60_000, enter: 2, exit: 0)
         let live = try PauliZLive(storm: storm, polarityMap: [:], rowsMax: 40)
@@ -300,6 +289,16 @@ final class PauliZLiveTests: XCTestCase {
             XCTAssertFalse(expected.rows.isEmpty)
             XCTAssertEqual(rows, expected.rows, "from \(from)")
             XCTAssertEqual(storms, expected.storms, "from \(from)")
+        }
+    }
+
+    /// Small traffic with its times multiplied, so one-minute windows hold several events.
+    func stretched(seed: UInt64, count: Int, by factor: Int64) -> [FlipEvent] {
+        var traffic = SmallTraffic(seed: seed)
+        return traffic.events(count: count).map { event in
+            var event = event
+            event.time *= factor
+            return event
         }
     }
 
