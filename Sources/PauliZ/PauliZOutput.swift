@@ -170,64 +170,125 @@ public struct PauliZRowEncoder {
         Array((format == .jsonl ? StrictJSON.quote(key) : PauliZOutput.csvCell(key)).utf8)
     }
 
-    /// Appends the row's line, newline included.
+    /// Appends the row's line, newline included. The line is written through a pointer
+    /// into scratch space on the stack and appended once: one capacity check per row,
+    /// not one per field and digit string.
     public func append(_ row: PauliZRow, key: [UInt8], to bytes: inout [UInt8]) {
-        bytes.append(contentsOf: opening)
-        bytes.append(contentsOf: key)
-        let integers: (Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (
-            row.windowStart, row.windowStart + windowMilliseconds, row.events, row.flips, row.up, row.down, row.netPolarity)
-        separatorBytes.withUnsafeBufferPointer { separators in
-            separatorStarts.withUnsafeBufferPointer { starts in
-                func separator(_ field: Int, _ bytes: inout [UInt8]) {
-                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: separators[starts[field]..<starts[field + 1]]))
+        let bound = opening.count + key.count + separatorBytes.count + closing.count + Self.figureCount * Self.figureBytesMax
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { scratch in
+            var out = LineWriter(scratch.baseAddress!)
+            out.put(opening)
+            out.put(key)
+            separatorBytes.withUnsafeBufferPointer { separators in
+                separatorStarts.withUnsafeBufferPointer { starts in
+                    @inline(__always)
+                    func separator(_ field: Int) {
+                        out.put(UnsafeBufferPointer(rebasing: separators[starts[field]..<starts[field + 1]]))
+                    }
+                    @inline(__always)
+                    func integer(_ field: Int, _ value: Int64) {
+                        separator(field)
+                        out.integer(value)
+                    }
+                    @inline(__always)
+                    func decimal(_ field: Int, _ value: Double?) {
+                        separator(field)
+                        if let value { out.decimal(value) } else { out.put(null) }
+                    }
+                    integer(0, row.windowStart)
+                    integer(1, row.windowStart + windowMilliseconds)
+                    integer(2, row.events)
+                    integer(3, row.flips)
+                    integer(4, row.up)
+                    integer(5, row.down)
+                    integer(6, row.netPolarity)
+                    decimal(7, row.flipRatePerMinute(windowMilliseconds: windowMilliseconds))
+                    integer(8, row.readouts)
+                    decimal(9, row.causeCoverage)
+                    integer(10, row.chainBreaks)
+                    integer(11, row.seqGaps)
+                    integer(12, row.epochChanges)
+                    integer(13, row.clockRegressions)
+                    integer(14, row.knownMilliseconds)
+                    decimal(15, row.zMean)
+                    integer(16, row.stormMilliseconds)
                 }
-                func integer(_ field: Int, _ value: Int64, _ bytes: inout [UInt8]) {
-                    separator(field, &bytes)
-                    Self.appendInteger(value, to: &bytes)
-                }
-                func decimal(_ field: Int, _ value: Double?, _ bytes: inout [UInt8]) {
-                    separator(field, &bytes)
-                    if let value { bytes.append(contentsOf: PauliZOutput.decimal(value).utf8) } else { bytes.append(contentsOf: null) }
-                }
-                integer(0, integers.0, &bytes)
-                integer(1, integers.1, &bytes)
-                integer(2, integers.2, &bytes)
-                integer(3, integers.3, &bytes)
-                integer(4, integers.4, &bytes)
-                integer(5, integers.5, &bytes)
-                integer(6, integers.6, &bytes)
-                decimal(7, row.flipRatePerMinute(windowMilliseconds: windowMilliseconds), &bytes)
-                integer(8, row.readouts, &bytes)
-                decimal(9, row.causeCoverage, &bytes)
-                integer(10, row.chainBreaks, &bytes)
-                integer(11, row.seqGaps, &bytes)
-                integer(12, row.epochChanges, &bytes)
-                integer(13, row.clockRegressions, &bytes)
-                integer(14, row.knownMilliseconds, &bytes)
-                decimal(15, row.zMean, &bytes)
-                integer(16, row.stormMilliseconds, &bytes)
             }
+            out.put(closing)
+            precondition(out.written(from: scratch.baseAddress!) <= bound, "a row line outgrew its bound")
+            bytes.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: out.written(from: scratch.baseAddress!)))
         }
-        bytes.append(contentsOf: closing)
+    }
+
+    /// Figures after the key, and the most bytes one takes: an Int64 in decimal is at most
+    /// 20 characters, a Double's shortest round-trip text at most 24 ("-2.2250738585072014e-308").
+    static let figureCount = 17
+    static let figureBytesMax = 24
+}
+
+/// Writes a line's bytes forward from a pointer; the caller sized the space.
+struct LineWriter {
+    private var cursor: UnsafeMutablePointer<UInt8>
+
+    init(_ start: UnsafeMutablePointer<UInt8>) { cursor = start }
+
+    func written(from start: UnsafeMutablePointer<UInt8>) -> Int { cursor - start }
+
+    @inline(__always)
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let base = bytes.baseAddress else { return }
+        cursor.update(from: base, count: bytes.count)
+        cursor += bytes.count
     }
 
     @inline(__always)
-    static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
+    mutating func put(_ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { put($0) }
+    }
+
+    /// Decimal digits, a "-" first when negative.
+    @inline(__always)
+    mutating func integer(_ value: Int64) {
         if value >= 0 && value < 10 {
-            bytes.append(UInt8(ascii: "0") &+ UInt8(value))
+            cursor.pointee = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value)
+            cursor += 1
             return
         }
-        var magnitude = value.magnitude
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var count = 0
-            while magnitude > 0 {
-                digits[19 - count] = UInt8(ascii: "0") &+ UInt8(magnitude % 10)
-                magnitude /= 10
-                count += 1
-            }
-            if value < 0 { bytes.append(UInt8(ascii: "-")) }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[(20 - count)...]))
+        if value < 0 {
+            cursor.pointee = UInt8(ascii: "-")
+            cursor += 1
         }
+        var magnitude = value.magnitude
+        // An Int64's magnitude is below 10^19: at most 19 digits.
+        var digits = 1
+        var power: UInt64 = 10
+        while digits < 19 && magnitude >= power {
+            digits += 1
+            power &*= 10
+        }
+        var position = cursor + digits
+        cursor = position
+        repeat {
+            position -= 1
+            position.pointee = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+            magnitude /= 10
+        } while magnitude > 0
+    }
+
+    /// The same text as `PauliZOutput.decimal` (Swift's shortest round-trip digits),
+    /// whole numbers below 2^53 written directly as digits and ".0" as Swift writes them
+    /// (most rates and many coverages and z_means are whole: 0, 1, -1).
+    @inline(__always)
+    mutating func decimal(_ value: Double) {
+        if value.magnitude < 9_007_199_254_740_992, value == value.rounded(.towardZero) {
+            integer(Int64(value))
+            cursor[0] = UInt8(ascii: ".")
+            cursor[1] = UInt8(ascii: "0")
+            cursor += 2
+            return
+        }
+        var text = PauliZOutput.decimal(value)
+        text.withUTF8 { put($0) }
     }
 }
 
