@@ -1,5 +1,4 @@
 import LogFormat
-import DequeModule
 
 /// The aggregation engine of spec/pauli-z.md: fed the flip events of a topic in log
 /// order (each resource's events in its partition's order; partitions one after another
@@ -78,16 +77,39 @@ struct EngineParameters {
 }
 
 struct ResourceState {
-    var lastTo: [UInt8] = []
+    /// The state the last event went to, held in the state itself (at most
+    /// `FlipEvent.stateBytesMax` bytes): no buffer of its own to reach or copy into.
+    var lastTo = StateName()
     var lastEpoch: Int64 = 0
     var lastSeq: Int64 = 0
     /// Effective time of the last event.
     var lastTime: Int64 = 0
     /// The state's polarity since `lastTime`.
     var polarity: Int8 = 0
-    /// Rows of the open windows, by start; each contains `lastTime`.
-    var rows: [PauliZRow] = []
     var storm = StormTracker()
+}
+
+/// A state name of at most 64 bytes (`FlipEvent.stateBytesMax`), stored inline.
+struct StateName {
+    private var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private(set) var count = 0
+    static let capacity = 64
+
+    /// Whether `bytes` are this name's bytes.
+    @inline(__always)
+    func equals(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count == count else { return false }
+        if count == 0 { return true }
+        return withUnsafeBytes(of: words) { memcmpBytes($0.baseAddress!, bytes.baseAddress!, count) }
+    }
+
+    /// Becomes `bytes` (the caller checked they fit).
+    @inline(__always)
+    mutating func assign(_ bytes: UnsafeRawBufferPointer) {
+        count = bytes.count
+        if bytes.isEmpty { return }
+        withUnsafeMutableBytes(of: &words) { $0.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+    }
 }
 
 struct EngineCore {
@@ -96,6 +118,13 @@ struct EngineCore {
     var polarityStates = ByteStringTable()
     var polarityValues: [Int8] = []
     var states: [ResourceState] = []
+    /// The rows of every resource's open windows: resource `id`'s window `i` (start
+    /// `i * hop`) lives at `id * windowsPerEvent + i mod windowsPerEvent`. After an event
+    /// at `t`, a resource's open windows are exactly the `windowsPerEvent` windows
+    /// containing `t`, so one slot per window suffices, and a window's slot is free again
+    /// by the time a later window with the same slot opens (it ended at or before that
+    /// window's start).
+    var openRows: [PauliZRow] = []
     var sorter: RowSorter
     /// Finished rows not yet handed to the sorter: handed over in chunks (no regrowth
     /// copies of one huge array); past `rowsInMemoryMax` in memory the sorter spills them.
@@ -150,11 +179,17 @@ struct EngineCore {
         resource: UnsafeRawBufferPointer, from: UnsafeRawBufferPointer, to: UnsafeRawBufferPointer, polarity: Int8?,
         covered: Bool, epoch: Int64, seq: Int64, time: Int64
     ) throws(PauliZError) {
+        guard to.count <= StateName.capacity, from.count <= StateName.capacity else {
+            throw PauliZError("a flip event's state is longer than \(StateName.capacity) bytes")
+        }
         observe(time: time)
         eventCount += 1
         let id = resources.intern(resource)
         let isNew = Int(id) == states.count
-        if isNew { states.append(ResourceState()) }
+        if isNew {
+            states.append(ResourceState())
+            openRows.append(contentsOf: repeatElement(PauliZRow(windowStart: 0, key: id), count: Int(parameters.windowsPerEvent)))
+        }
         let resolved: Int8
         if let polarity {
             resolved = polarity
@@ -164,7 +199,7 @@ struct EngineCore {
             resolved = polarityStates.find(to).map { polarityValues[Int($0)] } ?? 0
         }
         try Self.process(&states[Int(id)], id: id, isNew: isNew, from: from, to: to, polarity: resolved, covered: covered,
-                         epoch: epoch, seq: seq, time: time, parameters: parameters, episodes: &episodes, finished: &finished)
+                         epoch: epoch, seq: seq, time: time, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
         if finished.count >= chunkRows { try handOver() }
     }
 
@@ -179,103 +214,117 @@ struct EngineCore {
     static func process(
         _ state: inout ResourceState, id: Int32, isNew: Bool, from: UnsafeRawBufferPointer, to: UnsafeRawBufferPointer,
         polarity: Int8, covered: Bool, epoch: Int64, seq: Int64, time: Int64,
-        parameters: EngineParameters, episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
+        parameters: EngineParameters, openRows: inout [PauliZRow], episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
     ) throws(PauliZError) {
         let effective: Int64
         if isNew {
             effective = time
-            openRows(&state, id: id, at: effective, parameters: parameters)
+            openRows.withUnsafeMutableBufferPointer { rows in
+                let last = floorDivide(effective, parameters.hop)
+                for index in (last - parameters.windowsPerEvent + 1)...last {
+                    rows[slot(id, index, parameters)] = PauliZRow(windowStart: index * parameters.hop, key: id)
+                }
+            }
         } else {
             effective = max(time, state.lastTime)
             if effective > state.lastTime {
-                try advance(&state, id: id, to: effective, horizon: false, parameters: parameters, episodes: &episodes, finished: &finished)
+                try advance(&state, id: id, to: effective, horizon: false, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
             }
         }
-        let sameTo = !isNew && state.lastTo.withUnsafeBytes { equal(to, $0) }
+        let sameTo = !isNew && state.lastTo.equals(to)
         let isFlip: Bool
         if !from.isEmpty {
             isFlip = !equal(to, from)
         } else {
             isFlip = !isNew && !sameTo
         }
-        let chainBreak = !isNew && !from.isEmpty && !state.lastTo.withUnsafeBytes { equal(from, $0) }
+        let chainBreak = !isNew && !from.isEmpty && !state.lastTo.equals(from)
         let seqGap = !isNew && epoch == state.lastEpoch && seq > state.lastSeq + 1
         let epochChange = !isNew && epoch > state.lastEpoch
         let clockRegression = !isNew && time < state.lastTime
-        // Every open row contains `effective` (rows ending at or before it were finished).
-        state.rows.withUnsafeMutableBufferPointer { rows in
-            for index in rows.indices {
-                rows[index].events += 1
+        // The open rows are those of the windows containing `effective`.
+        openRows.withUnsafeMutableBufferPointer { rows in
+            let last = floorDivide(effective, parameters.hop)
+            for index in (last - parameters.windowsPerEvent + 1)...last {
+                let at = slot(id, index, parameters)
+                rows[at].events += 1
                 if isFlip {
-                    rows[index].flips += 1
-                    if polarity > 0 { rows[index].up += 1 } else if polarity < 0 { rows[index].down += 1 }
-                    if covered { rows[index].covered += 1 }
+                    rows[at].flips += 1
+                    if polarity > 0 { rows[at].up += 1 } else if polarity < 0 { rows[at].down += 1 }
+                    if covered { rows[at].covered += 1 }
                 }
-                if chainBreak { rows[index].chainBreaks += 1 }
-                if seqGap { rows[index].seqGaps += 1 }
-                if epochChange { rows[index].epochChanges += 1 }
-                if clockRegression { rows[index].clockRegressions += 1 }
+                if chainBreak { rows[at].chainBreaks += 1 }
+                if seqGap { rows[at].seqGaps += 1 }
+                if epochChange { rows[at].epochChanges += 1 }
+                if clockRegression { rows[at].clockRegressions += 1 }
             }
         }
         state.storm.arrive(effective, isFlip: isFlip, interval: parameters.stormInterval)
-        if !sameTo {
-            state.lastTo.removeAll(keepingCapacity: true)
-            state.lastTo.append(contentsOf: to)
-        }
+        if !sameTo { state.lastTo.assign(to) }
         state.lastEpoch = epoch
         state.lastSeq = seq
         state.lastTime = effective
         state.polarity = polarity
     }
 
-    /// Moves a resource's timeline from its last event to `t` (a later event's effective
-    /// time, or the horizon): closes the last instant for storms, lets flips leave, opens
-    /// the rows of the windows containing `t` (not at the horizon: no event there), adds
-    /// the interval to the open rows, and finishes rows that end by `t`.
+    /// Where resource `id`'s row of window `index` lives in `openRows`.
+    @inline(__always)
+    static func slot(_ id: Int32, _ index: Int64, _ parameters: EngineParameters) -> Int {
+        let k = parameters.windowsPerEvent
+        if k == 1 { return Int(id) }
+        var offset = index % k
+        if offset < 0 { offset += k }
+        return Int(Int64(id) * k + offset)
+    }
+
+    /// Moves a resource's timeline from its last event at `a` to `t` (a later event's
+    /// effective time, or the horizon): closes the last instant for storms, lets flips
+    /// leave, adds [a, t) to the open rows, finishes the rows that end by `t` (every row
+    /// at the horizon), and opens the rows of the windows containing `t` that were not
+    /// open (not at the horizon: no event there), with their part of [a, t).
     static func advance(
         _ state: inout ResourceState, id: Int32, to t: Int64, horizon: Bool,
-        parameters: EngineParameters, episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
+        parameters: EngineParameters, openRows: inout [PauliZRow], episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
     ) throws(PauliZError) {
         let a = state.lastTime
         let window = parameters.window
+        let hop = parameters.hop
         if let ended = state.storm.closeInstant(resource: id, enter: parameters.stormEnter, exit: parameters.stormExit) { episodes.append(ended) }
         let stormAtA = state.storm.inStorm
         let ended = state.storm.dropsBefore(t, inclusive: horizon, interval: parameters.stormInterval, exit: parameters.stormExit, resource: id)
         if let ended { episodes.append(ended) }
         let stormUntil = stormAtA ? (ended?.end ?? t) : a
-        if !horizon { openRows(&state, id: id, at: t, parameters: parameters) }
         let polarity = Int64(state.polarity)
-        state.rows.withUnsafeMutableBufferPointer { rows in
-            for index in rows.indices {
-                let start = rows[index].windowStart
+        let lastAtA = floorDivide(a, hop)
+        let lastAtT = floorDivide(t, hop)
+        openRows.withUnsafeMutableBufferPointer { rows in
+            @inline(__always)
+            func accrue(_ at: Int) {
+                let start = rows[at].windowStart
                 let lo = max(a, start)
                 let hi = min(t, start + window)
                 if hi > lo {
-                    rows[index].knownMilliseconds += hi - lo
-                    rows[index].integral += polarity * (hi - lo)
+                    rows[at].knownMilliseconds += hi - lo
+                    rows[at].integral += polarity * (hi - lo)
                 }
                 let stormHi = min(stormUntil, start + window)
-                if stormHi > lo { rows[index].stormMilliseconds += stormHi - lo }
+                if stormHi > lo { rows[at].stormMilliseconds += stormHi - lo }
             }
-        }
-        var done = 0
-        while done < state.rows.count && (horizon || state.rows[done].windowStart + window <= t) {
-            emit(state.rows[done], parameters: parameters, finished: &finished)
-            done += 1
-        }
-        if done > 0 { state.rows.removeFirst(done) }
-    }
-
-    /// Appends rows for the windows containing `t` that are not open yet.
-    @inline(__always)
-    static func openRows(_ state: inout ResourceState, id: Int32, at t: Int64, parameters: EngineParameters) {
-        let hop = parameters.hop
-        let top = floorDivide(t, hop) * hop
-        var start = top - (parameters.windowsPerEvent - 1) * hop
-        if let last = state.rows.last?.windowStart { start = max(start, last + hop) }
-        while start <= top {
-            state.rows.append(PauliZRow(windowStart: start, key: id))
-            start += hop
+            // The windows open since `a`, oldest first.
+            for index in (lastAtA - parameters.windowsPerEvent + 1)...lastAtA {
+                let at = slot(id, index, parameters)
+                accrue(at)
+                if horizon || rows[at].windowStart + window <= t { emit(rows[at], parameters: parameters, finished: &finished) }
+            }
+            guard !horizon else { return }
+            // The windows that contain `t` but not `a`: their slots were freed above.
+            let firstNew = max(lastAtA + 1, lastAtT - parameters.windowsPerEvent + 1)
+            guard firstNew <= lastAtT else { return }
+            for index in firstNew...lastAtT {
+                let at = slot(id, index, parameters)
+                rows[at] = PauliZRow(windowStart: index * hop, key: id)
+                accrue(at)
+            }
         }
     }
 
@@ -294,11 +343,12 @@ struct EngineCore {
         }
         for index in states.indices {
             let id = Int32(index)
-            try Self.advance(&states[index], id: id, to: hz, horizon: true, parameters: parameters, episodes: &episodes, finished: &finished)
+            try Self.advance(&states[index], id: id, to: hz, horizon: true, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
             if let open = states[index].storm.openEpisode(resource: id) { episodes.append(open) }
             if finished.count >= chunkRows { try handOver() }
         }
         states.removeAll()
+        openRows.removeAll()
         sorter.keep(finished)
         finished = []
         let from = query.from
