@@ -97,41 +97,56 @@ public struct ByteStringTable: Sendable {
         slots = bigger
     }
 
-    /// FNV-1a over 8-byte words, then a final mix; good enough spread for keys that differ
-    /// in their last bytes (resource paths often do).
+    /// A word at a time: each 8-byte word (the last one overlapping the one before when
+    /// the length is not a multiple of 8; two overlapping 4-byte halves for keys of 4 to
+    /// 7 bytes) is multiplied by an odd constant off the dependency chain, folded in with a
+    /// rotation (so a word's position counts), then the whole is mixed (Murmur3's final
+    /// mix), as slots take the low bits and tags the high ones. In memory only: never
+    /// stored, free to change.
     static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(key.count)
-        var index = 0
-        while index + 8 <= key.count {
-            h = (h ^ key.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-            h ^= h >> 29
-            index += 8
-        }
-        if index < key.count && key.count >= 8 {
-            // The tail as the last 8 bytes (overlapping the previous word): one step.
-            h = (h ^ key.loadUnaligned(fromByteOffset: key.count - 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-            h ^= h >> 29
-        } else {
-            while index < key.count {
-                h = (h ^ UInt64(key[index])) &* 0x0000_0100_0000_01B3
-                index += 1
+        let count = key.count
+        var h = UInt64(truncatingIfNeeded: count) &* 0x9E37_79B9_7F4A_7C15
+        if count >= 8 {
+            var index = 0
+            while index + 8 < count {
+                h = ((h << 23) | (h >> 41)) ^ (key.loadUnaligned(fromByteOffset: index, as: UInt64.self) &* 0xC2B2_AE3D_27D4_EB4F)
+                index += 8
             }
+            h = ((h << 23) | (h >> 41)) ^ (key.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) &* 0x1656_67B1_9E37_79F9)
+        } else if count >= 4 {
+            let low = UInt64(key.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+            let high = UInt64(key.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self))
+            h ^= ((low << 32) | high) &* 0xC2B2_AE3D_27D4_EB4F
+        } else if count > 0 {
+            let bytes = UInt64(key[0]) << 16 | UInt64(key[count / 2]) << 8 | UInt64(key[count - 1])
+            h ^= bytes &* 0xC2B2_AE3D_27D4_EB4F
         }
         h ^= h >> 33
         h = h &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33
+        h = h &* 0xc4ce_b9fe_1a85_ec53
         h ^= h >> 33
         return h
     }
 }
 
-/// Byte equality of two raw ranges.
+/// Byte equality of two raw ranges of `count` bytes: whole words, the tail as the last
+/// word overlapping the one before (or two overlapping 4-byte halves below 8 bytes).
 @inline(__always)
 func memcmpBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
-    var index = 0
-    while index + 8 <= count {
-        if a.loadUnaligned(fromByteOffset: index, as: UInt64.self) != b.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
-        index += 8
+    if count >= 8 {
+        var index = 0
+        while index + 8 < count {
+            if a.loadUnaligned(fromByteOffset: index, as: UInt64.self) != b.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
+            index += 8
+        }
+        return a.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
     }
+    if count >= 4 {
+        return a.loadUnaligned(fromByteOffset: 0, as: UInt32.self) == b.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
+            && a.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self) == b.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self)
+    }
+    var index = 0
     while index < count {
         if a.load(fromByteOffset: index, as: UInt8.self) != b.load(fromByteOffset: index, as: UInt8.self) { return false }
         index += 1
