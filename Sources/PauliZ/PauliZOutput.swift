@@ -39,7 +39,7 @@ public enum PauliZOutput {
         if format == .table {
             return tableLine([key] + rowValues(row, windowMilliseconds: windowMilliseconds).map(tableCell))
         }
-        let encoder = PauliZRowEncoder(format: format, keyName: keyName, windowMilliseconds: windowMilliseconds)
+        var encoder = PauliZRowEncoder(format: format, keyName: keyName, windowMilliseconds: windowMilliseconds)
         var bytes: [UInt8] = []
         encoder.append(row, key: PauliZRowEncoder.keyBytes(key, format: format), to: &bytes)
         return String(decoding: bytes.dropLast(), as: UTF8.self)
@@ -151,6 +151,10 @@ public struct PauliZRowEncoder {
     private let separatorStarts: [Int]
     private let null: [UInt8]
     private let closing: [UInt8]
+    /// The window's two fields as written (`,"window_start":...,"window_end":...`), kept
+    /// while rows of one window follow each other, as they do in output order.
+    private var windowText: [UInt8] = []
+    private var windowTextStart: Int64?
 
     public init(format: PauliZFormat, keyName: String, windowMilliseconds: Int64) {
         precondition(format != .table, "tables are printed as text")
@@ -173,7 +177,8 @@ public struct PauliZRowEncoder {
     /// Appends the row's line, newline included. The line is written through a pointer
     /// into scratch space on the stack and appended once: one capacity check per row,
     /// not one per field and digit string.
-    public func append(_ row: PauliZRow, key: [UInt8], to bytes: inout [UInt8]) {
+    public mutating func append(_ row: PauliZRow, key: [UInt8], to bytes: inout [UInt8]) {
+        if windowTextStart != row.windowStart { writeWindow(row.windowStart) }
         let bound = opening.count + key.count + separatorBytes.count + closing.count + Self.figureCount * Self.figureBytesMax
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { scratch in
             var out = LineWriter(scratch.baseAddress!)
@@ -195,8 +200,7 @@ public struct PauliZRowEncoder {
                         separator(field)
                         if let value { out.decimal(value) } else { out.put(null) }
                     }
-                    integer(0, row.windowStart)
-                    integer(1, row.windowStart + windowMilliseconds)
+                    out.put(windowText)
                     integer(2, row.events)
                     integer(3, row.flips)
                     integer(4, row.up)
@@ -218,6 +222,21 @@ public struct PauliZRowEncoder {
             precondition(out.written(from: scratch.baseAddress!) <= bound, "a row line outgrew its bound")
             bytes.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: out.written(from: scratch.baseAddress!)))
         }
+    }
+
+    private mutating func writeWindow(_ start: Int64) {
+        let text = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: separatorBytes.count + 2 * Self.figureBytesMax) { scratch in
+            var out = LineWriter(scratch.baseAddress!)
+            separatorBytes.withUnsafeBufferPointer { separators in
+                out.put(UnsafeBufferPointer(rebasing: separators[separatorStarts[0]..<separatorStarts[1]]))
+                out.integer(start)
+                out.put(UnsafeBufferPointer(rebasing: separators[separatorStarts[1]..<separatorStarts[2]]))
+                out.integer(start + windowMilliseconds)
+            }
+            return Array(UnsafeBufferPointer(start: scratch.baseAddress!, count: out.written(from: scratch.baseAddress!)))
+        }
+        windowText = text
+        windowTextStart = start
     }
 
     /// Figures after the key, and the most bytes one takes: an Int64 in decimal is at most

@@ -36,4 +36,24 @@ final class LineWriterTests: XCTestCase {
             XCTAssertEqual(written { $0.decimal(value) }, PauliZOutput.decimal(value), "\(value)")
         }
     }
+
+    /// The encoder keeps the window's text while rows of one window follow each other; a
+    /// row of another window (in either direction) must not reuse it.
+    func testEncoderKeepsNoStaleWindow() {
+        var encoder = PauliZRowEncoder(format: .jsonl, keyName: "resource", windowMilliseconds: 60_000)
+        let key = PauliZRowEncoder.keyBytes("a/b", format: .jsonl)
+        for start in [Int64(0), 0, 60_000, 0, -60_000, 1_767_225_600_000, 1_767_225_600_000] {
+            var row = PauliZRow(windowStart: start, key: 0)
+            row.events = 3
+            row.flips = 2
+            row.up = 1
+            row.knownMilliseconds = 1_500
+            row.integral = -700
+            var bytes: [UInt8] = []
+            encoder.append(row, key: key, to: &bytes)
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self),
+                           PauliZOutput.rowLine(.jsonl, keyName: "resource", key: "a/b", row: row, windowMilliseconds: 60_000) + "\n")
+            XCTAssertTrue(String(decoding: bytes, as: UTF8.self).contains("\"window_start\":\(start),\"window_end\":\(start + 60_000),"))
+        }
+    }
 }
