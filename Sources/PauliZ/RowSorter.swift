@@ -148,7 +148,16 @@ private struct RunReader {
 
     mutating func advance() throws {
         position += 1
-        if position == chunk.count && remaining > 0 { try refill() }
+        guard position == chunk.count else { return }
+        if remaining > 0 {
+            try refill()
+        } else {
+            // Done: give the memory back now, not when the merge ends. Chunks finish
+            // about in window order, so most are done long before the last row, and the
+            // pages they free take the output's next writes.
+            chunk = []
+            position = 0
+        }
     }
 
     private mutating func refill() throws {
