@@ -196,7 +196,7 @@ let package = Package(
         .testTarget(
             name: "LogServerTests",
             dependencies: [
-                "LogServer", "LogClient", "LogStorage", "LogFormat", "LogIO", "LogSimulation", "WireProtocol",
+                "LogServer", "LogClient", "LogStorage", "LogFormat", "LogIO", "LogSimulation", "WireProtocol", "PauliZ", "PauliZReplay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -33,15 +33,17 @@ public final class LodestoneServer: Sendable {
     let store: LogStore
     let counters: ServerCounters
     let children: OpenChannels
+    let live: LivePauliZ
     let logger: Logger
 
-    private init(localAddress: SocketAddress, group: MultiThreadedEventLoopGroup, serverChannel: any Channel, store: LogStore, counters: ServerCounters, children: OpenChannels, logger: Logger) {
+    private init(localAddress: SocketAddress, group: MultiThreadedEventLoopGroup, serverChannel: any Channel, store: LogStore, counters: ServerCounters, children: OpenChannels, live: LivePauliZ, logger: Logger) {
         self.localAddress = localAddress
         self.group = group
         self.serverChannel = serverChannel
         self.store = store
         self.counters = counters
         self.children = children
+        self.live = live
         self.logger = logger
     }
 
@@ -50,9 +52,9 @@ public final class LodestoneServer: Sendable {
     public static func start(configuration: ServerConfiguration, store: LogStore, executor: any BlockingExecutor, logger: Logger) async throws -> LodestoneServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         let counters = ServerCounters()
-        // Live Pauli-Z state from the durable log, before any client can append.
+        // Live Pauli-Z state, built from the durable log on a thread of its own while the
+        // server listens (queries are replayed until a topic's state is ready).
         let live = LivePauliZ()
-        live.start(store: store, logger: logger)
         let router = RequestRouter(store: store, executor: executor, counters: counters, live: live, logger: logger)
         let children = OpenChannels()
         let tokens = configuration.tokens
@@ -96,8 +98,9 @@ public final class LodestoneServer: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+        live.start(store: store, logger: logger)
         let server = LodestoneServer(
-            localAddress: channel.localAddress!, group: group, serverChannel: channel, store: store, counters: counters, children: children, logger: logger)
+            localAddress: channel.localAddress!, group: group, serverChannel: channel, store: store, counters: counters, children: children, live: live, logger: logger)
         logger.info("listening", metadata: ["address": "\(channel.localAddress!)", "auth": "\(tokens == nil ? "off" : "on")"])
         return server
     }
@@ -108,6 +111,7 @@ public final class LodestoneServer: Sendable {
     public func shutdown() async {
         logger.info("shutting down: no new connections")
         try? await serverChannel.close()
+        live.stop()
         do {
             try await store.close()
         } catch {
@@ -119,7 +123,7 @@ public final class LodestoneServer: Sendable {
         logger.info("stopped")
     }
 
-    public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters, logger: logger).health() }
+    public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters, live: live, logger: logger).health() }
 }
 
 /// Answers a connection past the limit with one refusal frame as soon as it is active, then

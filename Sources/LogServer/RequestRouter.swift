@@ -53,7 +53,7 @@ final class RequestRouter: Sendable {
             guard principal.allows(.admin, on: info.name) else { return reply(.failure(unauthorized(principal, .admin, info.name))) }
             blocking(reply) { () throws(StorageError) in
                 let created = try self.createTopic(info)
-                if created.kind == .flip, let topic = self.store.topic(created.name) { self.live.follow(topic, replaying: false, logger: self.logger) }
+                if created.kind == .flip, let topic = self.store.topic(created.name) { self.live.follow(topic, logger: self.logger) }
                 return .topic(self.info(created, withOffsets: true))
             }
         case .listTopics:
@@ -332,6 +332,8 @@ final class RequestRouter: Sendable {
             ("handshake_timeouts", load(counters.handshakeTimeouts)),
             ("pauliz_live_answers", load(counters.paulizLiveAnswers)),
             ("pauliz_replay_answers", load(counters.paulizReplayAnswers)),
+            ("pauliz_live_topics", Int64(live.readyCount)),
+            ("pauliz_live_building", Int64(live.buildingCount)),
             ("topics", Int64(store.topicConfigurations.count)),
             ("read_only_partitions", Int64(readOnly)),
             ("appends", Int64(statistics.appendCount)),
