@@ -89,12 +89,25 @@ public enum ResourceFilter: Sendable, Equatable {
         case .all:
             return true
         case .exact(let name):
-            return key.elementsEqual(name.utf8)
+            return Self.startsWith(key, name, wholly: true)
         case .prefix(let prefix):
-            let wanted = prefix.utf8
-            guard key.count >= wanted.count, key.prefix(wanted.count).elementsEqual(wanted) else { return false }
-            return key.count == wanted.count || key[wanted.count] == UInt8(ascii: "/")
+            guard Self.startsWith(key, prefix, wholly: false) else { return false }
+            let count = prefix.utf8.count
+            return key.count == count || key[count] == UInt8(ascii: "/")
         }
+    }
+
+    /// Whether `key` begins with `text`'s UTF-8 bytes (is exactly them when `wholly`),
+    /// compared a word at a time (a filtered replay asks this of every event).
+    @inline(__always)
+    static func startsWith(_ key: UnsafeRawBufferPointer, _ text: String, wholly: Bool) -> Bool {
+        let compared = text.utf8.withContiguousStorageIfAvailable { wanted -> Bool in
+            guard wholly ? key.count == wanted.count : key.count >= wanted.count else { return false }
+            return wanted.isEmpty || memcmpBytes(key.baseAddress!, wanted.baseAddress!, wanted.count)
+        }
+        if let compared { return compared }
+        let wanted = text.utf8
+        return (wholly ? key.count == wanted.count : key.count >= wanted.count) && key.prefix(wanted.count).elementsEqual(wanted)
     }
 }
 

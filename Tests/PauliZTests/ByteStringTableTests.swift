@@ -56,3 +56,26 @@ final class ByteStringTableTests: XCTestCase {
         XCTAssertEqual(sorted, names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
     }
 }
+
+/// Resource filters compare raw bytes a word at a time; a prefix ends at a "/" or the end.
+final class ResourceFilterTests: XCTestCase {
+    private func kept(_ filter: ResourceFilter, _ resource: String) -> Bool {
+        var resource = resource
+        return resource.withUTF8 { filter.matches(UnsafeRawBufferPointer($0)) }
+    }
+
+    func testExactAndPrefixMatching() {
+        let long = "prod/eu-1/orders-12/db/role"
+        XCTAssertTrue(kept(.exact(long), long))
+        XCTAssertFalse(kept(.exact(long), long + "x"))
+        XCTAssertFalse(kept(.exact(long), String(long.dropLast())))
+        XCTAssertFalse(kept(.exact(long), "prod/eu-1/orders-12/db/rolf"))
+        XCTAssertTrue(kept(.exact("é/ü"), "é/ü"))
+        XCTAssertFalse(kept(.exact("é/ü"), "é/u"))
+        for resource in ["prod", "prod/eu-1", long] { XCTAssertTrue(kept(.prefix("prod"), resource), resource) }
+        for resource in ["produce", "pro", "prox/eu", "x/prod"] { XCTAssertFalse(kept(.prefix("prod"), resource), resource) }
+        XCTAssertTrue(kept(.prefix("prod/eu-1/orders-12"), long))
+        XCTAssertFalse(kept(.prefix("prod/eu-1/orders-1"), long), "a prefix ends at a segment's end")
+        XCTAssertTrue(kept(.all, long))
+    }
+}
