@@ -128,6 +128,9 @@ final class ReplyMatcher: ChannelDuplexHandler {
     typealias OutboundOut = Frame
 
     private var outstanding = Deque<(id: UInt32, kind: MessageKind, promise: EventLoopPromise<Reply>)>()
+    /// The parts of a Pauli-Z answer that came so far (they all answer the oldest request).
+    private var partial: PaulizReply?
+    private var partialParts = 0
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -144,17 +147,41 @@ final class ReplyMatcher: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard let first = outstanding.popFirst() else {
+        guard let first = outstanding.first else {
             // An error the server sends before closing, with no request of ours pending.
             return
         }
+        var decoded: Result<Reply, ProtocolError>?
+        if frame.requestId == first.id, first.kind == .pauliz {
+            decoded = try? ResponsePayload.decode(kind: first.kind, payload: frame.payload)
+            if case .success(.pauliz(let part)) = decoded, part.continued {
+                // More parts follow: keep this one, answer nothing yet (bounded by the
+                // answer limit, so a server cannot make the client hold without end).
+                partialParts += 1
+                guard partialParts <= WireLimits.paulizAnswerBytesMax / WireLimits.paulizPartBytesMax + 1 else {
+                    outstanding.removeFirst()
+                    first.promise.fail(ClientError.badReply("a Pauli-Z answer came in more parts than its limit allows"))
+                    context.close(promise: nil)
+                    return
+                }
+                if partial == nil { partial = part } else { partial!.append(part) }
+                return
+            }
+            if var whole = partial, case .success(.pauliz(let last)) = decoded {
+                whole.append(last)
+                decoded = .success(.pauliz(whole))
+            }
+            partial = nil
+            partialParts = 0
+        }
+        outstanding.removeFirst()
         guard frame.requestId == first.id || frame.requestId == 0, frame.kind == first.kind.rawValue | Frame.responseFlag || frame.requestId == 0 else {
             first.promise.fail(ClientError.badReply("reply \(frame.requestId) kind \(frame.kind) came for request \(first.id) kind \(first.kind.rawValue)"))
             context.close(promise: nil)
             return
         }
         do {
-            switch try ResponsePayload.decode(kind: first.kind, payload: frame.payload) {
+            switch try decoded ?? ResponsePayload.decode(kind: first.kind, payload: frame.payload) {
             case .success(let reply): first.promise.succeed(reply)
             case .failure(let error): first.promise.fail(ClientError.server(error))
             }

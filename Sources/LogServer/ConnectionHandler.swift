@@ -28,9 +28,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case closing
     }
 
-    /// What request `index` is answered with, once known.
+    /// What request `index` is answered with, once known: one frame, or the parts of an
+    /// answer larger than a frame, written one after another.
     enum Slot {
-        case response(Frame)
+        case response([Frame])
         case none
     }
 
@@ -157,7 +158,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let requestKind = request.kind
             router.handle(request, principal: principal, eventLoop: eventLoop) { result in
                 eventLoop.execute {
-                    loopBound.value.complete(index: index, slot: result.map { .response(ResponsePayload.frame(requestId: requestId, kind: requestKind, $0)) } ?? .none)
+                    loopBound.value.complete(index: index, slot: result.map { .response(ResponsePayload.frames(requestId: requestId, kind: requestKind, $0)) } ?? .none)
                 }
             }
         }
@@ -187,14 +188,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         handshakeDeadline = nil
         let version = min(hello.maximumVersion, ProtocolVersion.current)
         let reply = HelloReply(version: version, serverName: serverName, frameBytesMax: UInt32(WireLimits.frameBytesMax), inFlightRequestsMax: UInt32(inFlightMax))
-        complete(index: index, slot: .response(ResponsePayload.frame(requestId: requestId, kind: .hello, .success(.hello(reply)))))
+        complete(index: index, slot: .response([ResponsePayload.frame(requestId: requestId, kind: .hello, .success(.hello(reply)))]))
     }
 
     /// Answers request `index` with an error and closes the connection once everything
     /// before it is answered.
     private func fail(index: UInt64, requestId: UInt32, kind: MessageKind, _ error: ProtocolError) {
         phase = .closing
-        complete(index: index, slot: .response(ResponsePayload.frame(requestId: requestId, kind: kind, .failure(error))))
+        complete(index: index, slot: .response([ResponsePayload.frame(requestId: requestId, kind: kind, .failure(error))]))
     }
 
     // MARK: Responses in order
@@ -204,8 +205,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         completed[index] = slot
         var wrote = false
         while let next = completed.removeValue(forKey: nextToWrite) {
-            if case .response(let frame) = next {
-                context.write(wrapOutboundOut(frame), promise: nil)
+            if case .response(let frames) = next {
+                for frame in frames { context.write(wrapOutboundOut(frame), promise: nil) }
                 wrote = true
             }
             nextToWrite += 1

@@ -267,26 +267,27 @@ final class RequestRouter: Sendable {
                     let (replayed, statistics) = try PauliZServerReplay.run(topic: topic, query: query, filter: filter)
                     (result, eventsRead) = (replayed, statistics.events)
                 }
+                // Built whole (then sent in parts of a frame each), up to the answer limit.
                 var rows: [PaulizReply.Row] = []
-                var bytes = 64
-                let budget = WireLimits.frameBytesMax - 1024
+                var bytes = PaulizReply.partHeaderBytes
+                let budget = WireLimits.paulizAnswerBytesMax
                 try result.forEachRow { row in
-                    let name = result.name(of: row.key)
-                    bytes += 2 + name.utf8.count + 8 * (1 + PaulizReply.Row.figureCount)
-                    if bytes > budget { throw AnswerTooLarge() }
-                    rows.append(PaulizReply.Row(resource: name, windowStart: row.windowStart, figures: [
+                    let wire = PaulizReply.Row(resource: result.name(of: row.key), windowStart: row.windowStart, figures: [
                         row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks, row.seqGaps, row.epochChanges,
                         row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds,
-                    ]))
+                    ])
+                    bytes += PaulizReply.encodedBytes(wire)
+                    if bytes > budget { throw AnswerTooLarge() }
+                    rows.append(wire)
                 }
                 let episodes = result.episodes.map { episode in
                     PaulizReply.Episode(resource: result.name(of: episode.resource), start: episode.start, end: episode.end, flips: episode.flips, peak: episode.peak)
                 }
-                bytes += episodes.reduce(0) { $0 + 35 + $1.resource.utf8.count }
+                bytes += episodes.reduce(0) { $0 + PaulizReply.encodedBytes($1) }
                 if bytes > budget { throw AnswerTooLarge() }
                 reply(.success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: eventsRead, rows: rows, episodes: episodes))))
             } catch is AnswerTooLarge {
-                reply(.failure(ProtocolError(.limitReached, "the answer holds more than fits in one frame of \(WireLimits.frameBytesMax) bytes; narrow it with from/to or a resource or prefix")))
+                reply(.failure(ProtocolError(.limitReached, "the answer holds more than \(WireLimits.paulizAnswerBytesMax >> 20) MiB; narrow it with from/to or a resource or prefix, or ask a stopped server's data directory (lodestone pauliz --data)")))
             } catch let error as StorageError {
                 reply(.failure(Self.protocolError(error)))
             } catch let error as PauliZError {
@@ -297,7 +298,7 @@ final class RequestRouter: Sendable {
         }
     }
 
-    /// Stops building an answer as soon as it cannot fit in a frame.
+    /// Stops building an answer as soon as it passes the answer limit.
     private struct AnswerTooLarge: Error {}
 
     // MARK: Health

@@ -268,6 +268,13 @@ public enum ResponsePayload {
         Frame(requestId: requestId, kind: kind.rawValue | Frame.responseFlag, payload: encode(result))
     }
 
+    /// The frames that answer a request: one, or for a Pauli-Z answer larger than a frame
+    /// several, each a part of it (`PaulizReply.parts`).
+    public static func frames(requestId: UInt32, kind: MessageKind, _ result: Result<Reply, ProtocolError>) -> [Frame] {
+        guard case .success(.pauliz(let reply)) = result else { return [frame(requestId: requestId, kind: kind, result)] }
+        return reply.parts(bytesMax: WireLimits.paulizPartBytesMax).map { frame(requestId: requestId, kind: kind, .success(.pauliz($0))) }
+    }
+
     /// Decodes a response to a request of `kind`.
     public static func decode(kind: MessageKind, payload: ByteBuffer) throws(ProtocolError) -> Result<Reply, ProtocolError> {
         var buffer = payload
@@ -332,7 +339,7 @@ extension Reply {
                 buffer.writeInteger(counter.value)
             }
         case .pauliz(let reply):
-            buffer.writeInteger(UInt8(reply.horizon == nil ? 0 : 1))
+            buffer.writeInteger(UInt8(reply.horizon == nil ? 0 : 1) | UInt8(reply.continued ? 2 : 0))
             buffer.writeInteger(reply.horizon ?? 0)
             buffer.writeInteger(reply.eventsRead)
             buffer.writeInteger(UInt32(reply.rows.count))
@@ -408,8 +415,8 @@ extension Reply {
             for _ in 0..<count { counters.append((try buffer.readWireString("counter.name"), try buffer.readWireInteger(Int64.self, "counter.value"))) }
             return .health(HealthReply(status: status, counters: counters))
         case .pauliz:
-            let hasHorizon = try buffer.readWireInteger(UInt8.self, "pauliz.hasHorizon")
-            guard hasHorizon <= 1 else { throw ProtocolError(.malformed, "pauliz.hasHorizon must be 0 or 1") }
+            let flags = try buffer.readWireInteger(UInt8.self, "pauliz.flags")
+            guard flags & ~0x03 == 0 else { throw ProtocolError(.malformed, "pauliz.flags \(flags) has unknown bits") }
             let horizon = try buffer.readWireInteger(Int64.self, "pauliz.horizon")
             let eventsRead = try buffer.readWireInteger(Int64.self, "pauliz.eventsRead")
             let rowCount = try buffer.readWireCount("pauliz.rows", elementBytesMin: 2 + 8 * (1 + PaulizReply.Row.figureCount), countMax: Int(UInt32.max))
@@ -434,7 +441,7 @@ extension Reply {
                     resource: resource, start: start, end: hasEnd == 1 ? end : nil, flips: try buffer.readWireInteger(Int64.self, "episode.flips"),
                     peak: try buffer.readWireInteger(Int64.self, "episode.peak")))
             }
-            return .pauliz(PaulizReply(horizon: hasHorizon == 1 ? horizon : nil, eventsRead: eventsRead, rows: rows, episodes: episodes))
+            return .pauliz(PaulizReply(horizon: flags & 1 == 1 ? horizon : nil, eventsRead: eventsRead, rows: rows, episodes: episodes, continued: flags & 2 == 2))
         }
     }
 }

@@ -79,6 +79,11 @@ public struct FrameEncoder: MessageToByteEncoder {
 public enum WireLimits {
     /// Largest frame, header included.
     public static let frameBytesMax = 8 << 20
+    /// A Pauli-Z answer's part: a frame less its header and the reply's error code.
+    public static let paulizPartBytesMax = frameBytesMax - 64
+    /// Largest Pauli-Z answer, all parts together (the server builds it whole, the client
+    /// joins it whole).
+    public static let paulizAnswerBytesMax = 64 << 20
     /// Most batches in one append request.
     public static let appendBatchCountMax = 1024
     /// Requests a connection may have outstanding; the server stops reading past it.

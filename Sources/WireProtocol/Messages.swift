@@ -329,12 +329,63 @@ public struct PaulizReply: Equatable, Sendable {
     public var eventsRead: Int64
     public var rows: [Row]
     public var episodes: [Episode]
+    /// More parts of this answer follow: an answer larger than one frame goes out as
+    /// several replies to its one request, rows first, then episodes, each part in order
+    /// (`parts`); the client joins them (`append`).
+    public var continued: Bool
 
-    public init(horizon: Int64?, eventsRead: Int64, rows: [Row], episodes: [Episode]) {
+    public init(horizon: Int64?, eventsRead: Int64, rows: [Row], episodes: [Episode], continued: Bool = false) {
         self.horizon = horizon
         self.eventsRead = eventsRead
         self.rows = rows
         self.episodes = episodes
+        self.continued = continued
+    }
+
+    /// Bytes of a part before its rows and episodes (flags, horizon, events read, two counts).
+    public static let partHeaderBytes = 25
+
+    public static func encodedBytes(_ row: Row) -> Int { 2 + row.resource.utf8.count + 8 + 8 * row.figures.count }
+    public static func encodedBytes(_ episode: Episode) -> Int { 35 + episode.resource.utf8.count }
+
+    /// Bytes the answer takes encoded, all in one part.
+    public var encodedBytes: Int {
+        Self.partHeaderBytes + rows.reduce(0) { $0 + Self.encodedBytes($1) } + episodes.reduce(0) { $0 + Self.encodedBytes($1) }
+    }
+
+    /// The answer cut into parts of at most `bytesMax` encoded bytes each (an answer that
+    /// fits is one part), every part but the last `continued`.
+    public func parts(bytesMax: Int) -> [PaulizReply] {
+        var parts: [PaulizReply] = []
+        var current = PaulizReply(horizon: horizon, eventsRead: eventsRead, rows: [], episodes: [])
+        var bytes = Self.partHeaderBytes
+        func close() {
+            current.continued = true
+            parts.append(current)
+            current = PaulizReply(horizon: horizon, eventsRead: eventsRead, rows: [], episodes: [])
+            bytes = Self.partHeaderBytes
+        }
+        for row in rows {
+            let size = Self.encodedBytes(row)
+            if bytes + size > bytesMax && !(current.rows.isEmpty && current.episodes.isEmpty) { close() }
+            current.rows.append(row)
+            bytes += size
+        }
+        for episode in episodes {
+            let size = Self.encodedBytes(episode)
+            if bytes + size > bytesMax && !(current.rows.isEmpty && current.episodes.isEmpty) { close() }
+            current.episodes.append(episode)
+            bytes += size
+        }
+        parts.append(current)
+        return parts
+    }
+
+    /// Joins the next part of the same answer onto this one.
+    public mutating func append(_ part: PaulizReply) {
+        rows += part.rows
+        episodes += part.episodes
+        continued = part.continued
     }
 }
 

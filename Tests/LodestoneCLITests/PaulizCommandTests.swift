@@ -230,3 +230,39 @@ final class PaulizLiveEqualsReplayTests: XCTestCase {
         }
     }
 }
+
+/// An answer larger than one frame (8 MiB, about 60,000 rows) comes from the server in parts
+/// and is printed whole: the same as a replay of the data directory.
+final class PaulizLargeAnswerTests: XCTestCase {
+    func testAnswersLargerThanAFrameArriveWhole() throws {
+        let directory = try Lodestone.temporaryDirectory(self)
+        var input = ""
+        for minute in 0..<100 {
+            for resource in 0..<700 {
+                input += "{\"resource\":\"region-\(resource % 7)/service-\(resource % 50)/instance-\(resource)\",\"to\":\"\(minute % 2 == 0 ? "off" : "on")\",\"epoch\":1,\"seq\":\(minute + 1),\"time\":\(1_767_225_600_000 + Int64(minute) * 60_000 + Int64(resource))}\n"
+            }
+        }
+        try writeFile(directory + "/map.json", Data(#"{"on":1,"off":-1}"#.utf8))
+        let server = try ServerProcess(data: directory + "/data")
+        addTeardownBlock { server.terminate() }
+        XCTAssertEqual(try Lodestone.run(["topic", "create", "flips", "--partitions", "2", "--kind", "flip", "--polarity-map", directory + "/map.json", "--server", server.address]).status, 0)
+        let produce = try Lodestone.run(["produce", "--topic", "flips", "--server", server.address], input: input)
+        XCTAssertEqual(produce.status, 0, produce.error)
+        // One-minute windows with the topic's storms: the live state; other storm
+        // parameters: a replay on the server. 70,000 rows each.
+        let queries: [[String]] = [["--window", "1m"], ["--window", "1m", "--storm-enter", "9", "--storm-exit", "2"]]
+        var answers: [ProcessRun] = []
+        for query in queries {
+            let run = try Lodestone.run(["pauliz", "--topic", "flips", "--server", server.address] + query)
+            XCTAssertEqual(run.status, 0, "\(query): \(run.error)")
+            XCTAssertEqual(run.lines.count, 70_000, "\(query)")
+            answers.append(run)
+        }
+        XCTAssertEqual(server.terminate(), 0)
+        for (query, answer) in zip(queries, answers) {
+            let replay = try Lodestone.run(["pauliz", "--topic", "flips", "--data", server.data] + query)
+            XCTAssertEqual(replay.status, 0, replay.error)
+            XCTAssertEqual(answer.output, replay.output, "\(query)")
+        }
+    }
+}

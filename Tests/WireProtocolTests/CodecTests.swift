@@ -172,4 +172,40 @@ extension ByteBuffer {
         writeInteger(UInt16(text.utf8.count))
         writeString(text)
     }
+
+    /// A Pauli-Z answer larger than a frame goes out in parts of at most a frame each,
+    /// every part but the last marked continued; joined, the parts are the answer.
+    func testLargePaulizAnswersSplitIntoFramesAndJoinBack() throws {
+        var rows: [PaulizReply.Row] = []
+        for index in 0..<70_000 {
+            let figures: [Int64] = (0..<PaulizReply.Row.figureCount).map { (figure: Int) -> Int64 in Int64(index * 31 + figure) }
+            let resource = "region-\(index % 7)/service-\(index % 50)/instance-\(index)"
+            rows.append(PaulizReply.Row(resource: resource, windowStart: Int64(index / 700) * 60_000, figures: figures))
+        }
+        var episodes: [PaulizReply.Episode] = []
+        for index in 0..<5_000 {
+            let end: Int64? = index % 3 == 0 ? nil : Int64(index + 9)
+            episodes.append(PaulizReply.Episode(resource: "r\(index)", start: Int64(index), end: end, flips: 5, peak: 6))
+        }
+        let answer = PaulizReply(horizon: 1_767_225_600_000, eventsRead: 70_000, rows: rows, episodes: episodes)
+        XCTAssertGreaterThan(answer.encodedBytes, WireLimits.paulizPartBytesMax, "the answer needs more than one frame")
+        let frames = ResponsePayload.frames(requestId: 4, kind: .pauliz, .success(.pauliz(answer)))
+        XCTAssertEqual(frames.count, 2)
+        var joined: PaulizReply?
+        for (number, frame) in frames.enumerated() {
+            XCTAssertLessThanOrEqual(frame.payload.readableBytes, WireLimits.paulizPartBytesMax + 2)
+            guard case .success(.pauliz(let part)) = try ResponsePayload.decode(kind: .pauliz, payload: frame.payload) else { return XCTFail("part \(number)") }
+            XCTAssertEqual(part.continued, number < frames.count - 1)
+            XCTAssertEqual(part.horizon, answer.horizon)
+            if joined == nil { joined = part } else { joined!.append(part) }
+        }
+        XCTAssertEqual(joined, answer)
+        // One that fits is one frame, not continued.
+        let small = PaulizReply(horizon: nil, eventsRead: 1, rows: Array(rows.prefix(10)), episodes: [])
+        XCTAssertEqual(small.parts(bytesMax: WireLimits.paulizPartBytesMax), [small])
+        // Only bits 0 (horizon) and 1 (continued) of the flags are known.
+        var payload = ResponsePayload.encode(.success(.pauliz(small)))
+        payload.setInteger(UInt8(4), at: 2)
+        XCTAssertThrowsError(try ResponsePayload.decode(kind: .pauliz, payload: payload)) { XCTAssertEqual(($0 as? ProtocolError)?.code, .malformed) }
+    }
 }
