@@ -165,13 +165,6 @@ final class MessageCodecTests: XCTestCase {
         XCTAssertEqual(Set(names).count, names.count)
         XCTAssertTrue(names.allSatisfy { !$0.isEmpty && $0 == $0.lowercased() })
     }
-}
-
-extension ByteBuffer {
-    mutating func writeWireStringForTest(_ text: String) {
-        writeInteger(UInt16(text.utf8.count))
-        writeString(text)
-    }
 
     /// A Pauli-Z answer larger than a frame goes out in parts of at most a frame each,
     /// every part but the last marked continued; joined, the parts are the answer.
@@ -207,5 +200,12 @@ extension ByteBuffer {
         var payload = ResponsePayload.encode(.success(.pauliz(small)))
         payload.setInteger(UInt8(4), at: 2)
         XCTAssertThrowsError(try ResponsePayload.decode(kind: .pauliz, payload: payload)) { XCTAssertEqual(($0 as? ProtocolError)?.code, .malformed) }
+    }
+}
+
+extension ByteBuffer {
+    mutating func writeWireStringForTest(_ text: String) {
+        writeInteger(UInt16(text.utf8.count))
+        writeString(text)
     }
 }
