@@ -30,16 +30,7 @@ public final class IOThreadPool: BlockingExecutor, @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         condition = .allocate(capacity: 1)
         pthread_cond_init(condition, nil)
-        for _ in 0..<threadCount {
-            let start = Unmanaged.passRetained(ThreadStart(pool: self))
-            var thread = pthread_t()
-            let result = pthread_create(&thread, nil, { raw in
-                Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue().run()
-                return nil
-            }, start.toOpaque())
-            precondition(result == 0, "pthread_create failed: \(result)")
-            pthread_detach(thread)
-        }
+        for _ in 0..<threadCount { startDetachedThread { [self] in workerLoop() } }
     }
 
     public func execute(_ job: @escaping @Sendable () -> Void) {
@@ -89,14 +80,19 @@ public final class IOThreadPool: BlockingExecutor, @unchecked Sendable {
     }
 }
 
-private final class ThreadStart: @unchecked Sendable {
-    let pool: IOThreadPool
-
-    init(pool: IOThreadPool) {
-        self.pool = pool
+/// Runs `body` on a detached POSIX thread of its own: long blocking work that must hold
+/// neither a thread of the Swift concurrency pool nor one of an I/O pool.
+public func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
+    final class Start: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
-
-    func run() {
-        pool.workerLoop()
-    }
+    let start = Unmanaged.passRetained(Start(body))
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { raw in
+        Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, start.toOpaque())
+    precondition(result == 0, "pthread_create failed: \(result)")
+    pthread_detach(thread)
 }

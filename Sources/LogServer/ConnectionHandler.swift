@@ -30,7 +30,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// What request `index` is answered with, once known: one frame, or the parts of an
     /// answer larger than a frame, written one after another.
-    enum Slot {
+    enum Slot: Sendable {
         case response([Frame])
         case none
     }
@@ -157,9 +157,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let requestId = frame.requestId
             let requestKind = request.kind
             router.handle(request, principal: principal, eventLoop: eventLoop) { result in
-                eventLoop.execute {
-                    loopBound.value.complete(index: index, slot: result.map { .response(ResponsePayload.frames(requestId: requestId, kind: requestKind, $0)) } ?? .none)
-                }
+                // Encoded where the answer was made (a Pauli-Z answer can take 64 MiB), not
+                // on the event loop.
+                let slot: Slot = result.map { .response(ResponsePayload.frames(requestId: requestId, kind: requestKind, $0)) } ?? .none
+                eventLoop.execute { loopBound.value.complete(index: index, slot: slot) }
             }
         }
     }

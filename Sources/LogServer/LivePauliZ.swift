@@ -1,5 +1,6 @@
 import Glibc
 import LogFormat
+import LogIO
 import LogStorage
 import Logging
 import PauliZ
@@ -51,7 +52,7 @@ final class LivePauliZ: Sendable {
         guard !topics.isEmpty else { return }
         building.add(topics.count, ordering: .relaxed)
         let started = ContinuousClock.now
-        startThread {
+        startDetachedThread {
             for topic in topics {
                 self.build(topic, logger: logger)
                 self.building.subtract(1, ordering: .relaxed)
@@ -92,13 +93,16 @@ final class LivePauliZ: Sendable {
             logger.warning("no live Pauli-Z state", metadata: ["topic": "\(configuration.name)", "error": "\(error)"])
             return
         }
-        let feed = LiveFeed(live: live, partitions: topic.partitions.count, pendingBytesMax: pendingBytesMax)
+        let feed = LiveFeed(live: live, pendingBytesMax: pendingBytesMax)
         for (index, partition) in topic.partitions.enumerated() {
             partition.observeDurableBatches { bytes in feed.offer(partition: index, bytes) }
         }
         hooks.afterObserving?()
-        func giveUp(_ why: String, _ error: (any Error)? = nil) {
+        func stopObserving() {
             for partition in topic.partitions { partition.observeDurableBatches(nil) }
+        }
+        func giveUp(_ why: String, _ error: (any Error)? = nil) {
+            stopObserving()
             var metadata: Logger.Metadata = ["topic": "\(configuration.name)"]
             if let error { metadata["error"] = "\(error)" }
             logger.warning("no live Pauli-Z state: \(why); replays answer its queries", metadata: metadata)
@@ -114,8 +118,7 @@ final class LivePauliZ: Sendable {
                 ends.append(offsets.durableEnd)
             }
         } catch is BuildStopped {
-            for partition in topic.partitions { partition.observeDurableBatches(nil) }
-            return
+            return stopObserving()
         } catch {
             return giveUp("the log could not be read", error)
         }
@@ -143,7 +146,7 @@ private final class LiveFeed: Sendable {
     private let pendingBytesMax: Int
     private let phase = Mutex<Phase>(.building(pending: [], bytes: 0))
 
-    init(live: PauliZLive, partitions: Int, pendingBytesMax: Int) {
+    init(live: PauliZLive, pendingBytesMax: Int) {
         self.live = live
         self.pendingBytesMax = pendingBytesMax
     }
@@ -174,37 +177,18 @@ private final class LiveFeed: Sendable {
         phase.withLock { phase in
             guard case .building(let pending, _) = phase else { return false }
             for (partition, bytes) in pending {
-                let baseOffset = bytes.withUnsafeBytes { raw in (try? RecordBatchHeader.read(raw))?.baseOffset }
                 // A batch that was durable when its partition was read is in what was read.
-                if let baseOffset, baseOffset < ends[partition] { continue }
-                Self.feed(live, bytes)
+                Self.feed(live, bytes, unless: { $0.baseOffset < ends[partition] })
             }
             phase = .feeding
             return true
         }
     }
 
-    private static func feed(_ live: PauliZLive, _ bytes: [UInt8]) {
+    private static func feed(_ live: PauliZLive, _ bytes: [UInt8], unless skipped: (RecordBatchHeader) -> Bool = { _ in false }) {
         bytes.withUnsafeBytes { raw in
-            guard let header = try? RecordBatchHeader.read(raw) else { return }
+            guard let header = try? RecordBatchHeader.read(raw), !skipped(header) else { return }
             live.ingest(batch: raw, header: header)
         }
     }
-}
-
-/// Runs `body` on a detached POSIX thread of its own (long blocking work that must not
-/// hold a thread of the concurrency pool or of the I/O pool).
-func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Start: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let start = Unmanaged.passRetained(Start(body))
-    var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { raw in
-        Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, start.toOpaque())
-    precondition(result == 0, "pthread_create failed: \(result)")
-    pthread_detach(thread)
 }

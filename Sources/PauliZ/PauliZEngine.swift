@@ -93,11 +93,13 @@ struct ResourceState {
     var storm = StormTracker()
 }
 
-/// A state name of at most 64 bytes (`FlipEvent.stateBytesMax`), stored inline.
+/// A state name of at most `FlipEvent.stateBytesMax` bytes, stored inline.
 struct StateName {
     private var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
     private(set) var count = 0
-    static let capacity = 64
+    static let capacity = FlipEvent.stateBytesMax
+    /// Checked once (EngineCore.init): the words hold `capacity` bytes.
+    static let fits = MemoryLayout<(UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)>.size >= capacity
 
     /// Whether `bytes` are this name's bytes.
     @inline(__always)
@@ -141,6 +143,7 @@ struct EngineCore {
     let decompressor = LZ4FrameDecompressor()
 
     init(query: PauliZQuery, sorter: RowSorter, rowsInMemoryMax: Int) {
+        precondition(StateName.fits, "a state name's inline words must hold FlipEvent.stateBytesMax bytes")
         self.rowsInMemoryMax = max(rowsInMemoryMax, 1)
         chunkRows = min(self.rowsInMemoryMax, 1 << 20)
         finished.reserveCapacity(chunkRows)
@@ -234,7 +237,7 @@ struct EngineCore {
             effective = max(time, state.lastTime)
             if effective > state.lastTime {
                 last = window(of: effective, after: state, parameters)
-                try advance(&state, id: id, to: effective, window: last, horizon: false, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
+                try advance(&state, id: id, to: effective, opening: last, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
             } else {
                 last = state.lastWindow
             }
@@ -293,16 +296,18 @@ struct EngineCore {
 
     /// Moves a resource's timeline from its last event at `a` to `t` (a later event's
     /// effective time, or the horizon): closes the last instant for storms, lets flips
-    /// leave, adds [a, t) to the open rows, finishes the rows that end by `t` (every row
-    /// at the horizon), and opens the rows of the windows containing `t` that were not
-    /// open (not at the horizon: no event there), with their part of [a, t).
+    /// leave, adds [a, t) to the open rows, finishes the rows that end by `t`, and opens
+    /// the rows of the windows containing `t` that were not open, up to window index
+    /// `opening` (the last window containing `t`), with their part of [a, t). At the
+    /// horizon (`opening` nil: no event there) every row is finished and none opened.
     static func advance(
-        _ state: inout ResourceState, id: Int32, to t: Int64, window lastAtT: Int64, horizon: Bool,
+        _ state: inout ResourceState, id: Int32, to t: Int64, opening: Int64?,
         parameters: EngineParameters, openRows: inout [PauliZRow], episodes: inout [PauliZEpisode], finished: inout [PauliZRow]
     ) throws(PauliZError) {
         let a = state.lastTime
         let window = parameters.window
         let hop = parameters.hop
+        let horizon = opening == nil
         if let ended = state.storm.closeInstant(resource: id, enter: parameters.stormEnter, exit: parameters.stormExit) { episodes.append(ended) }
         let stormAtA = state.storm.inStorm
         let ended = state.storm.dropsBefore(t, inclusive: horizon, interval: parameters.stormInterval, exit: parameters.stormExit, resource: id)
@@ -329,7 +334,7 @@ struct EngineCore {
                 accrue(at)
                 if horizon || rows[at].windowStart + window <= t { emit(rows[at], parameters: parameters, finished: &finished) }
             }
-            guard !horizon else { return }
+            guard let lastAtT = opening else { return }
             // The windows that contain `t` but not `a`: their slots were freed above.
             let firstNew = max(lastAtA + 1, lastAtT - parameters.windowsPerEvent + 1)
             guard firstNew <= lastAtT else { return }
@@ -356,7 +361,7 @@ struct EngineCore {
         }
         for index in states.indices {
             let id = Int32(index)
-            try Self.advance(&states[index], id: id, to: hz, window: Self.window(of: hz, after: states[index], parameters), horizon: true, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
+            try Self.advance(&states[index], id: id, to: hz, opening: nil, parameters: parameters, openRows: &openRows, episodes: &episodes, finished: &finished)
             if let open = states[index].storm.openEpisode(resource: id) { episodes.append(open) }
             if finished.count >= chunkRows { try handOver() }
         }

@@ -101,13 +101,11 @@ public enum ResourceFilter: Sendable, Equatable {
     /// compared a word at a time (a filtered replay asks this of every event).
     @inline(__always)
     static func startsWith(_ key: UnsafeRawBufferPointer, _ text: String, wholly: Bool) -> Bool {
-        let compared = text.utf8.withContiguousStorageIfAvailable { wanted -> Bool in
+        var text = text
+        return text.withUTF8 { wanted in
             guard wholly ? key.count == wanted.count : key.count >= wanted.count else { return false }
             return wanted.isEmpty || memcmpBytes(key.baseAddress!, wanted.baseAddress!, wanted.count)
         }
-        if let compared { return compared }
-        let wanted = text.utf8
-        return (wholly ? key.count == wanted.count : key.count >= wanted.count) && key.prefix(wanted.count).elementsEqual(wanted)
     }
 }
 
