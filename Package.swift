@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 //
 // Lodestone: a durable event log for state-flip telemetry.
-// Module map and the direction of dependencies: ../shared/design.md, "Modules".
+// Module map and the direction of dependencies: Docs/design.md, "Modules".
 
 import PackageDescription
 
@@ -56,7 +56,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Pauli-Z windows, figures, storms and rollups (spec/pauli-z.md): pure, over flip events.
+        // Pauli-Z windows, figures, storms and rollups (Docs/spec/pauli-z.md): pure, over flip events.
         .target(
             name: "PauliZ",
             dependencies: ["LogFormat", .product(name: "DequeModule", package: "swift-collections")],

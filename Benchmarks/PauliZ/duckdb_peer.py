@@ -2,7 +2,7 @@
 
 Reads the flip events (as `lodestone consume` printed them: resource, from, to, resolved
 polarity, actor, reason, epoch, seq, time, partition, offset) from a Parquet file, computes
-every figure of spec/pauli-z.md section 5 except storm_ms for one-minute tumbling windows
+every figure of Docs/spec/pauli-z.md section 5 except storm_ms for one-minute tumbling windows
 (or --window-ms), and writes the rows as JSON lines. Only that query is timed.
 
     python3 duckdb_peer.py export EVENTS.jsonl EVENTS.parquet       (once, not timed)

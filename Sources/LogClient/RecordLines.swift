@@ -2,7 +2,7 @@ import Foundation
 import LogFormat
 import WireProtocol
 
-/// The JSON lines of `lodestone produce` and `lodestone consume` (../shared/design.md,
+/// The JSON lines of `lodestone produce` and `lodestone consume` (Docs/design.md,
 /// "The produce / consume contract"), kept here rather than in the command so that tests
 /// and other tools read and write exactly the same lines.
 public enum RecordLines {

@@ -1,4 +1,4 @@
-/// One flip event (../shared/spec/pauli-z.md, section 1): a resource's state changed (or
+/// One flip event (Docs/spec/pauli-z.md, section 1): a resource's state changed (or
 /// was read) from `from` to `to`, as its emitter saw it.
 ///
 /// In a flip topic a flip event is one record: the record key is the resource (UTF-8), the
@@ -204,7 +204,7 @@ public struct FlipEventError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String { "\(field) \(reason)" }
 }
 
-/// The storm parameters of spec/pauli-z.md section 6 when a topic gives none: interval S,
+/// The storm parameters of Docs/spec/pauli-z.md section 6 when a topic gives none: interval S,
 /// enter threshold E, exit threshold X. One place for the storage, the wire and the
 /// command line.
 public enum StormDefaults {

@@ -68,7 +68,7 @@ public enum Limits {
     public static let snapshotBytesMax = 512 << 20
 
     /// Checks the relations between the limits. A broken relation is a programming error.
-    // MARK: Pauli-Z (spec/pauli-z.md; Docs/limits.md)
+    // MARK: Pauli-Z (Docs/spec/pauli-z.md; Docs/limits.md)
 
     /// Windows, hops and storm intervals, in milliseconds: at most the span of event times.
     public static let paulizDurationMillisecondsMax: Int64 = (1 << 53) - 1

@@ -1,5 +1,5 @@
 /// `numerator / denominator` rounded once to the nearest 64-bit float (ties to even), for
-/// the figures spec/pauli-z.md defines as exact ratios of integers (z_mean, cause_coverage,
+/// the figures Docs/spec/pauli-z.md defines as exact ratios of integers (z_mean, cause_coverage,
 /// flip_rate_per_min). Dividing two `Double`s is exact-then-rounded only while both
 /// integers fit in 53 bits; beyond that this divides in 128-bit integers, bit by bit.
 public func exactRatio(_ numerator: Int128, _ denominator: Int128) -> Double {

@@ -1,6 +1,6 @@
 import LogFormat
 
-/// The aggregation engine of spec/pauli-z.md: fed the flip events of a topic in log
+/// The aggregation engine of Docs/spec/pauli-z.md: fed the flip events of a topic in log
 /// order (each resource's events in its partition's order; partitions one after another
 /// or interleaved, as resources never share one), it keeps per resource the state the
 /// rules need (the previous event, the effective time, the storm tracker and the rows of

@@ -1,6 +1,6 @@
 import LogFormat
 
-/// Storm parameters of spec/pauli-z.md section 6: interval S, enter threshold E, exit
+/// Storm parameters of Docs/spec/pauli-z.md section 6: interval S, enter threshold E, exit
 /// threshold X, with X < E.
 public struct StormParameters: Sendable, Equatable, Hashable {
     public var intervalMilliseconds: Int64

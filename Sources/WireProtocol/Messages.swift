@@ -253,7 +253,7 @@ public struct HealthReply: Equatable, Sendable {
     }
 }
 
-/// A Pauli-Z query (spec/pauli-z.md) over a flip topic's durable data.
+/// A Pauli-Z query (Docs/spec/pauli-z.md) over a flip topic's durable data.
 public struct PaulizRequest: Equatable, Sendable {
     public enum Filter: Equatable, Sendable {
         case all

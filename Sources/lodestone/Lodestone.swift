@@ -1,7 +1,7 @@
 import ArgumentParser
 
 /// `lodestone`: the one command-line binary. It wires the modules together and holds no
-/// logic of its own (../shared/design.md, "The command line").
+/// logic of its own (Docs/design.md, "The command line").
 ///
 /// Exit statuses: 0 success, 1 failure (the message says what failed), 2 a usage problem
 /// (an unknown option, a missing argument, a value out of range, or `serve` asked to

@@ -13,7 +13,7 @@ struct PaulizCommand: AsyncParsableCommand {
         commandName: "pauliz",
         abstract: "Pauli-Z rows (direction and rate of state flips per resource and window) or storm episodes of a flip topic.",
         discussion: """
-            Rows follow spec/pauli-z.md: one per resource and window with at least one \
+            Rows follow the Pauli-Z specification (Docs/spec/pauli-z.md): one per resource and window with at least one \
             event, ordered by window start, then resource. --storms prints storm episodes \
             instead. --data DIR replays a stopped server's data directory (read-only; \
             refused while a server holds it); without it the server (--server) answers \

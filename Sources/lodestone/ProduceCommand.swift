@@ -11,7 +11,7 @@ struct ProduceCommand: AsyncParsableCommand {
         abstract: "Append JSON lines from stdin; one acknowledgement line per input line on stdout.",
         discussion: """
             Raw topics: {"resource", "value" | "value_base64", "headers"?, "time"?, "partition"?}. \
-            Flip topics: the flip event of spec/pauli-z.md section 1. Each input line gets \
+            Flip topics: the flip event of Docs/spec/pauli-z.md section 1. Each input line gets \
             {"line", "outcome", "partition", "offset"} (and "error" unless the outcome is \
             committed, duplicate or sent), in input order. Exit status 0 when every line is \
             committed, duplicate or sent, 1 otherwise. When the server cannot be reached at \

@@ -27,7 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT.")
     var listen = "127.0.0.1:7400"
 
-    @Option(name: .customLong("metrics-listen"), help: "Address of the metrics endpoint (served once the operations issue lands).")
+    @Option(name: .customLong("metrics-listen"), help: "Address of the metrics endpoint, HOST:PORT (checked now; this version serves no metrics yet: lodestone health has the counters).")
     var metricsListen = "127.0.0.1:7401"
 
     @Option(name: .customLong("auth-file"), help: "Token file: {\"tokens\": [{\"name\", \"token\", \"scopes\": [{\"prefix\", \"rights\"}]}]}.")

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// `lodestone serve`, `topic`, `produce`, `consume`, `offsets` and `health` as real
-/// processes on a loopback port: the contract of ../shared/design.md, end to end.
+/// processes on a loopback port: the contract of Docs/design.md, end to end.
 final class ServeProduceConsumeTests: XCTestCase {
     func startServer(arguments: [String] = []) throws -> ServerProcess {
         let server = try ServerProcess(data: try Lodestone.temporaryDirectory(self) + "/data", arguments: arguments)

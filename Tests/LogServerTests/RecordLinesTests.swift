@@ -3,7 +3,7 @@ import LogFormat
 import WireProtocol
 import XCTest
 
-/// The produce and consume lines of ../shared/design.md's contract, without a server.
+/// The produce and consume lines of Docs/design.md's contract, without a server.
 final class RecordLinesTests: XCTestCase {
     func record(_ line: String, kind: TopicInfo.Kind = .raw) throws(RecordLineError) -> ProducerRecord {
         try RecordLines.record(from: Array(line.utf8), kind: kind)

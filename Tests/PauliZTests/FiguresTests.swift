@@ -2,7 +2,7 @@ import LogFormat
 import PauliZ
 import XCTest
 
-/// Hand-computed cases, each worked out from the text of spec/pauli-z.md.
+/// Hand-computed cases, each worked out from the text of Docs/spec/pauli-z.md.
 final class FiguresTests: XCTestCase {
     /// Section 1 (before-state), 3 (clamping) and 5 (every count figure, known_ms, z_mean).
     func testEveryFigureOfOneWindow() throws {

@@ -1,7 +1,7 @@
 import LogFormat
 import PauliZ
 
-/// A second, deliberately naive reading of spec/pauli-z.md, written straight from the
+/// A second, deliberately naive reading of Docs/spec/pauli-z.md, written straight from the
 /// text: whole-history arrays, every window by direct counting, storms by evaluating
 /// count(u) at every instant where it can change. Slow; for comparing on small inputs.
 enum ReferenceModel {
