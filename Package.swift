@@ -30,6 +30,8 @@ let package = Package(
     targets: [
         // C: CRC-32C with SSE4.2 (three interleaved streams) and a slicing-by-8 fallback.
         .target(name: "CCRC32C"),
+        // C: thread names and per-thread priorities (glibc declares them under _GNU_SOURCE).
+        .target(name: "CThreads"),
         // C: the system's liblz4 (frame API).
         .systemLibrary(
             name: "CLZ4",
@@ -43,7 +45,7 @@ let package = Package(
         ),
         .target(
             name: "LogIO",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["CThreads", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(

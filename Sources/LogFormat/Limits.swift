@@ -80,9 +80,10 @@ public enum Limits {
     public static let paulizSortMemoryBytesDefault = 1 << 30
     /// Finished rows a topic's live state keeps before it forgets its older windows.
     public static let paulizLiveRowCountMax = 1_000_000
-    /// Bytes of durable flip batches a live state holds while it is built from the log
-    /// (the server answers and appends meanwhile); past it that state is given up.
-    public static let paulizLivePendingBytesMax = 256 << 20
+    /// Bytes of durable flip batches a topic's live-state feed holds for the ingest thread
+    /// (while the state is built from the log, or while ingest falls behind); past it the
+    /// feed drops them and the state is rebuilt from the log. Writers never wait on it.
+    public static let paulizLiveFeedBytesMax = 256 << 20
     /// Events a server reads for one replayed query.
     public static let paulizReplayEventCountMax: Int64 = 200_000_000
     /// A segment summary keeps an exact list of names up to this many bytes, else a

@@ -7,188 +7,358 @@ import PauliZ
 import PauliZReplay
 import Synchronization
 
-/// The server's live Pauli-Z state: one `PauliZLive` per flip topic, fed every durable
-/// batch by its partitions' writers.
+/// The server's live Pauli-Z state: one `PauliZLive` per flip topic, kept off the commit
+/// path (Docs/design.md, "Threads").
 ///
-/// At start the states are built from the durable log on a thread of their own while the
-/// server already listens and takes appends: a topic's queries are replayed until its
-/// state is ready. Each build first sets observers on the topic's partitions, which keep
-/// the batches that become durable meanwhile; then reads each partition's durable log up
-/// to its end as it is after that; then, in order, feeds the kept batches from that end on
-/// (those before it were in what it read) and from then on every batch as it comes.
+/// - Each flip topic's partitions hand every durable batch to the topic's
+///   `DurableBatchFeed`, which never makes a writer wait; the writer acknowledges at once.
+/// - One **ingest thread** drains the feeds into the states, and records per partition the
+///   end of what it has ingested.
+/// - One **build thread** (at a lower priority) builds a state from the durable log: at
+///   start, for a topic created later, and whenever a feed overflowed (the ingest thread
+///   fell behind by more than `feedBytesMax`): then the state is dropped, replays answer,
+///   and the state is rebuilt (counted, logged; repeated overflows back off up to a minute).
+///   A build resets the feed, then takes each partition's durable end, reads the log up
+///   to there, and hands the state to the ingest thread, which skips the fed batches that
+///   lie below those ends (they were in what was read): nothing is lost or counted twice.
+/// - "Acknowledged means visible" holds for live answers: a query records each
+///   partition's durable end when it arrives and is answered once ingest has reached all
+///   of them (at once when it has). A query still waiting after `waitMilliseconds`, or when
+///   the state is dropped, is answered by a replay instead.
 final class LivePauliZ: Sendable {
-    private let states = Mutex<[String: PauliZLive]>([:])
-    /// Topics followed or being built: each is followed once (a topic created just as the
-    /// server starts could otherwise be built twice, the second observer silently
-    /// replacing the first).
-    private let followed = Mutex<Set<String>>([])
-    private let building = Atomic<Int>(0)
-    private let stopping = Atomic<Bool>(false)
+    /// Points where tests act (each on the thread named).
+    struct Hooks: Sendable {
+        /// Build thread, after the feed was reset and before the durable ends are taken.
+        var afterReset: (@Sendable () -> Void)?
+        /// Build thread, after the log was read and before the state is handed over.
+        var beforeReady: (@Sendable () -> Void)?
+        /// Ingest thread, before each round over the topics.
+        var beforeIngest: (@Sendable () -> Void)?
+    }
+
     let rowsMax: Int
-    let pendingBytesMax: Int
-    let hooks: BuildHooks
+    let feedBytesMax: Int
+    let waitMilliseconds: Int
+    let hooks: Hooks
+    private let topics = Mutex<[String: LiveTopic]>([:])
+    private let builds = Mutex<[(topic: LiveTopic, notBefore: UInt64)]>([])
+    private let ingestSignal = ThreadSignal()
+    private let buildSignal = ThreadSignal()
+    private let stopping = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
+    private let threadsRunning = Atomic<Int>(0)
+    private let logger: Mutex<Logger>
+    /// States dropped because their feed overflowed, and live queries that waited too long.
+    let rebuildCount = Atomic<Int>(0)
+    let waitExpiredCount = Atomic<Int>(0)
 
-    /// Points in a build where tests append (on the building thread).
-    struct BuildHooks: Sendable {
-        var afterObserving: (@Sendable () -> Void)?
-        var beforeCatchingUp: (@Sendable () -> Void)?
-    }
-
-    init(rowsMax: Int = PauliZLive.rowsMaxDefault, pendingBytesMax: Int = Limits.paulizLivePendingBytesMax, hooks: BuildHooks = BuildHooks()) {
+    init(rowsMax: Int = PauliZLive.rowsMaxDefault, feedBytesMax: Int = Limits.paulizLiveFeedBytesMax,
+         waitMilliseconds: Int = 5_000, hooks: Hooks = Hooks(), logger: Logger = Logger(label: "lodestone")) {
         self.rowsMax = rowsMax
-        self.pendingBytesMax = pendingBytesMax
+        self.feedBytesMax = feedBytesMax
+        self.waitMilliseconds = waitMilliseconds
         self.hooks = hooks
+        self.logger = Mutex(logger)
     }
 
-    func state(_ topic: String) -> PauliZLive? { states.withLock { $0[topic] } }
+    private var log: Logger { logger.withLock { $0 } }
 
-    /// Topics whose live state answers; topics whose state is still being built.
-    var readyCount: Int { states.withLock { $0.count } }
-    var buildingCount: Int { building.load(ordering: .relaxed) }
+    /// Topics whose live state answers; topics whose state is being built.
+    var readyCount: Int { topics.withLock { $0.values.filter(\.isReady).count } }
+    var buildingCount: Int { topics.withLock { $0.values.filter(\.isBuilding).count } }
 
-    /// Builds the state of every flip topic on a thread of its own and returns at once.
+    func state(_ topic: String) -> PauliZLive? { topics.withLock { $0[topic] }?.readyState }
+
+    // MARK: Threads
+
+    /// Starts the ingest and build threads and queues a build of every flip topic; returns
+    /// at once (queries are replayed until a topic's state is ready).
     func start(store: LogStore, logger: Logger) {
-        let topics = store.topicConfigurations.filter { $0.kind == .flip }.compactMap { store.topic($0.name) }
-        guard !topics.isEmpty else { return }
-        building.add(topics.count, ordering: .relaxed)
-        let started = ContinuousClock.now
-        startDetachedThread {
-            for topic in topics {
-                self.build(topic, logger: logger)
-                self.building.subtract(1, ordering: .relaxed)
-            }
-            logger.info("live Pauli-Z build done", metadata: [
-                "topics": "\(topics.count)", "ready": "\(self.readyCount)", "seconds": "\((ContinuousClock.now - started).components.seconds)",
-            ])
+        self.logger.withLock { $0 = logger }
+        guard !started.exchange(true, ordering: .relaxed) else { return }
+        threadsRunning.add(2, ordering: .relaxed)
+        startDetachedThread(name: "lodestone-live") { [self] in
+            ingestLoop()
+            threadsRunning.subtract(1, ordering: .releasing)
+        }
+        startDetachedThread(name: "lodestone-build", niceness: 10) { [self] in
+            buildLoop()
+            threadsRunning.subtract(1, ordering: .releasing)
+        }
+        for configuration in store.topicConfigurations where configuration.kind == .flip {
+            if let topic = store.topic(configuration.name) { follow(topic) }
         }
     }
 
-    /// Stops a build under way (between two batches) and waits for it to end: the store
-    /// is about to close.
+    /// Follows a flip topic: its partitions feed it from now on, and its state is built.
+    func follow(_ topic: LogStore.Topic) {
+        let live = LiveTopic(topic: topic, feedBytesMax: feedBytesMax, wake: { [ingestSignal] in ingestSignal.signal() })
+        let added = topics.withLock { topics -> Bool in
+            if topics[topic.configuration.name] != nil { return false }
+            topics[topic.configuration.name] = live
+            return true
+        }
+        guard added else { return }
+        for partition in topic.partitions { partition.feedDurableBatches(to: live.feed) }
+        queueBuild(live, afterMilliseconds: 0)
+    }
+
+    /// Ends both threads and waits for them (a build stops between two batches); queries
+    /// still waiting are answered by replays. The store is about to close.
     func stop() {
         stopping.store(true, ordering: .relaxed)
-        while building.load(ordering: .relaxed) > 0 { usleep(1_000) }
+        ingestSignal.signal()
+        buildSignal.signal()
+        while threadsRunning.load(ordering: .acquiring) > 0 { usleep(1_000) }
+        for topic in topics.withLock({ Array($0.values) }) {
+            for partition in topic.topic.partitions { partition.feedDurableBatches(to: nil) }
+            for waiter in topic.dropState(.building) { waiter.run(nil) }
+        }
     }
 
-    /// Builds the state of a topic created while the server runs (on the caller's thread).
-    func follow(_ topic: LogStore.Topic, logger: Logger) {
-        building.add(1, ordering: .relaxed)
-        defer { building.subtract(1, ordering: .relaxed) }
-        build(topic, logger: logger)
+    private func queueBuild(_ topic: LiveTopic, afterMilliseconds delay: UInt64) {
+        builds.withLock { $0.append((topic, MonotonicClock.nanoseconds() + delay * 1_000_000)) }
+        buildSignal.signal()
     }
 
-    /// Builds a topic's state from its durable log, then follows its appends (see the
-    /// type's comment). Gives up, logging why, when the log cannot be read, the build is
-    /// stopped, or more than `pendingBytesMax` arrive while it reads: replays answer then.
-    private func build(_ topic: LogStore.Topic, logger: Logger) {
-        let configuration = topic.configuration
-        guard followed.withLock({ $0.insert(configuration.name).inserted }) else { return }
+    private func buildLoop() {
+        while !stopping.load(ordering: .relaxed) {
+            let now = MonotonicClock.nanoseconds()
+            let next = builds.withLock { builds -> LiveTopic? in
+                guard let index = builds.firstIndex(where: { $0.notBefore <= now }) else { return nil }
+                return builds.remove(at: index).topic
+            }
+            if let next { build(next) } else { buildSignal.wait(milliseconds: 200) }
+        }
+    }
+
+    private func ingestLoop() {
+        while !stopping.load(ordering: .relaxed) {
+            hooks.beforeIngest?()
+            for topic in topics.withLock({ Array($0.values) }) {
+                if stopping.load(ordering: .relaxed) { return }
+                ingest(topic)
+            }
+            ingestSignal.wait(milliseconds: 100)
+        }
+    }
+
+    // MARK: Building
+
+    /// Builds a topic's state from its durable log (see the type's comment). A log that
+    /// cannot be read leaves the topic to replays, saying why.
+    func build(_ topic: LiveTopic) {
+        let configuration = topic.topic.configuration
         let storm = configuration.storm
+        let started = ContinuousClock.now
         let live: PauliZLive
         do {
             live = try PauliZLive(
                 storm: StormParameters(intervalMilliseconds: storm.intervalMilliseconds, enter: storm.enter, exit: storm.exit),
                 polarityMap: configuration.polarityMap ?? [:], rowsMax: rowsMax)
         } catch {
-            logger.warning("no live Pauli-Z state", metadata: ["topic": "\(configuration.name)", "error": "\(error)"])
-            return
+            topic.fail()
+            return log.warning("no live Pauli-Z state; replays answer its queries", metadata: ["topic": "\(configuration.name)", "error": "\(error)"])
         }
-        let feed = LiveFeed(live: live, pendingBytesMax: pendingBytesMax)
-        for (index, partition) in topic.partitions.enumerated() {
-            partition.observeDurableBatches { bytes in feed.offer(partition: index, bytes) }
-        }
-        hooks.afterObserving?()
-        func stopObserving() {
-            for partition in topic.partitions { partition.observeDurableBatches(nil) }
-        }
-        func giveUp(_ why: String, _ error: (any Error)? = nil) {
-            stopObserving()
-            var metadata: Logger.Metadata = ["topic": "\(configuration.name)"]
-            if let error { metadata["error"] = "\(error)" }
-            logger.warning("no live Pauli-Z state: \(why); replays answer its queries", metadata: metadata)
-        }
-        var ends: [Int64] = []
+        topic.feed.reset()
+        hooks.afterReset?()
+        // Every batch offered before the reset is durable, so below these ends.
+        let ends = topic.topic.partitions.map(\.offsets.durableEnd)
+        var events: Int64 = 0
         do {
-            for partition in topic.partitions {
-                let offsets = partition.offsets
-                try PauliZServerReplay.forEachBatch(of: partition, from: offsets.start, to: offsets.durableEnd) { header, batch in
+            for (index, partition) in topic.topic.partitions.enumerated() {
+                try PauliZServerReplay.forEachBatch(of: partition, from: partition.offsets.start, to: ends[index]) { header, batch in
                     if self.stopping.load(ordering: .relaxed) { throw BuildStopped() }
                     live.ingest(batch: batch, header: header)
+                    events += Int64(header.recordCount)
                 }
-                ends.append(offsets.durableEnd)
             }
         } catch is BuildStopped {
-            return stopObserving()
+            return
         } catch {
-            return giveUp("the log could not be read", error)
+            topic.fail()
+            return log.warning("no live Pauli-Z state: the log could not be read; replays answer its queries", metadata: [
+                "topic": "\(configuration.name)", "error": "\(error)",
+            ])
         }
-        hooks.beforeCatchingUp?()
-        guard feed.catchUp(ends: ends) else {
-            return giveUp("more than \(pendingBytesMax >> 20) MiB were appended while it was being built")
-        }
-        states.withLock { $0[configuration.name] = live }
+        hooks.beforeReady?()
+        topic.becomeReady(live, ends: ends)
+        ingestSignal.signal()
+        let elapsed = (ContinuousClock.now - started).components
+        log.info("live Pauli-Z state ready", metadata: [
+            "topic": "\(configuration.name)", "events": "\(events)",
+            "milliseconds": "\(elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)",
+        ])
     }
+
+    // MARK: Ingesting
+
+    /// One round for one topic (ingest thread): drains its feed into its state, or, when
+    /// the feed overflowed, drops the state and queues a rebuild; then answers the queries
+    /// whose durable ends are reached, and hands those that waited too long to replays.
+    private func ingest(_ topic: LiveTopic) {
+        guard let (live, ends) = topic.readyStateAndEnds else { return }
+        let taken = topic.feed.take()
+        if taken.overflowed {
+            let rebuilds = rebuildCount.wrappingAdd(1, ordering: .relaxed).newValue
+            let consecutive = topic.noteOverflow()
+            for waiter in topic.dropState(.building) { waiter.run(nil) }
+            let delay: UInt64 = consecutive <= 1 ? 0 : min(60_000, 1_000 << UInt64(min(consecutive - 2, 6)))
+            log.warning("live Pauli-Z ingest fell behind (its feed overflowed); the state is rebuilt from the log, replays answer meanwhile", metadata: [
+                "topic": "\(topic.topic.configuration.name)", "feedBytesMax": "\(feedBytesMax)", "rebuilds": "\(rebuilds)",
+                "delayMilliseconds": "\(delay)",
+            ])
+            return queueBuild(topic, afterMilliseconds: delay)
+        }
+        var reached = ends
+        for batch in taken.batches {
+            batch.bytes.withUnsafeBytes { raw in
+                guard let header = try? RecordBatchHeader.read(raw), header.baseOffset >= reached[batch.partition] else { return }
+                live.ingest(batch: raw, header: header)
+                reached[batch.partition] = header.lastOffset + 1
+            }
+        }
+        let (ready, expired) = topic.advance(to: reached, now: MonotonicClock.nanoseconds())
+        if !expired.isEmpty { waitExpiredCount.add(expired.count, ordering: .relaxed) }
+        for waiter in ready { waiter.run(live) }
+        for waiter in expired { waiter.run(nil) }
+    }
+
+    // MARK: Answering
+
+    /// Answers a query from `topic`'s live state once ingest has reached the partitions'
+    /// durable ends as they are now: `run` is called with the state then (on the ingest
+    /// thread, or at once on the caller's), or with nil when the state went away or the
+    /// wait took too long (replay then). False, without calling `run`, when there is no
+    /// live state for the topic or it does not cover the query.
+    func whenCaughtUp(topic name: String, query: PauliZQuery, _ run: @escaping @Sendable (PauliZLive?) -> Void) -> Bool {
+        guard let topic = topics.withLock({ $0[name] }) else { return false }
+        let ends = topic.topic.partitions.map(\.offsets.durableEnd)
+        switch topic.wait(for: ends, query: query, deadline: MonotonicClock.nanoseconds() + UInt64(waitMilliseconds) * 1_000_000, run) {
+        case .notLive:
+            return false
+        case .now(let live):
+            run(live)
+        case .waiting:
+            ingestSignal.signal()
+        }
+        return true
+    }
+
+    /// Live queries waiting for ingest now (tests).
+    var waitingCount: Int { topics.withLock { Array($0.values) }.reduce(0) { $0 + $1.waitingCount } }
 }
 
 private struct BuildStopped: Error {}
 
-/// What a topic's partitions' observers feed: kept while the state is built (with the
-/// partition each came from), then fed straight to the state. Under one lock, so the
-/// switch from keeping to feeding loses and doubles nothing.
-private final class LiveFeed: Sendable {
-    private enum Phase {
-        case building(pending: [(partition: Int, bytes: [UInt8])], bytes: Int)
-        case feeding
-        case abandoned
+/// One followed flip topic: its feed, its state, how far ingest got, and the live queries
+/// waiting for ingest. The phase and waiters change under `state`'s lock; while the phase
+/// is `ready`, only the ingest thread changes `ingestedEnds` or leaves the phase.
+final class LiveTopic: Sendable {
+    enum Phase {
+        case building
+        case ready(PauliZLive)
+        /// The log could not be read: replays answer, no rebuild.
+        case failed
     }
 
-    private let live: PauliZLive
-    private let pendingBytesMax: Int
-    private let phase = Mutex<Phase>(.building(pending: [], bytes: 0))
-
-    init(live: PauliZLive, pendingBytesMax: Int) {
-        self.live = live
-        self.pendingBytesMax = pendingBytesMax
+    struct Waiter: Sendable {
+        var ends: [Int64]
+        var deadline: UInt64
+        var run: @Sendable (PauliZLive?) -> Void
     }
 
-    /// A durable batch of `partition`, on that partition's writer thread.
-    func offer(partition: Int, _ bytes: [UInt8]) {
-        phase.withLock { phase in
-            switch phase {
-            case .building(var pending, let held):
-                if held + bytes.count > pendingBytesMax {
-                    phase = .abandoned
-                    return
+    enum Wait {
+        case notLive
+        case now(PauliZLive)
+        case waiting
+    }
+
+    private struct State {
+        var phase = Phase.building
+        var ingestedEnds: [Int64] = []
+        var waiters: [Waiter] = []
+        var overflowsInARow = 0
+        var readySince: UInt64 = 0
+    }
+
+    let topic: LogStore.Topic
+    let feed: DurableBatchFeed
+    private let state = Mutex(State())
+
+    init(topic: LogStore.Topic, feedBytesMax: Int, wake: @escaping @Sendable () -> Void) {
+        self.topic = topic
+        feed = DurableBatchFeed(bytesMax: feedBytesMax, wake: wake)
+    }
+
+    var isReady: Bool { readyState != nil }
+    var isBuilding: Bool { state.withLock { if case .building = $0.phase { true } else { false } } }
+    var readyState: PauliZLive? { state.withLock { if case .ready(let live) = $0.phase { live } else { nil } } }
+    var waitingCount: Int { state.withLock { $0.waiters.count } }
+
+    var readyStateAndEnds: (PauliZLive, [Int64])? {
+        state.withLock { state in
+            guard case .ready(let live) = state.phase else { return nil }
+            return (live, state.ingestedEnds)
+        }
+    }
+
+    func becomeReady(_ live: PauliZLive, ends: [Int64]) {
+        state.withLock { state in
+            state.phase = .ready(live)
+            state.ingestedEnds = ends
+            state.readySince = MonotonicClock.nanoseconds()
+        }
+    }
+
+    func fail() { state.withLock { $0.phase = .failed } }
+
+    /// Counts an overflow; returns how many came in a row (a state that stayed ready for a
+    /// minute starts the count again).
+    func noteOverflow() -> Int {
+        state.withLock { state in
+            if MonotonicClock.nanoseconds() - state.readySince > 60_000_000_000 { state.overflowsInARow = 0 }
+            state.overflowsInARow += 1
+            return state.overflowsInARow
+        }
+    }
+
+    /// Leaves the ready phase; returns the queries that waited for it.
+    func dropState(_ phase: Phase) -> [Waiter] {
+        state.withLock { state in
+            state.phase = phase
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+    }
+
+    func wait(for ends: [Int64], query: PauliZQuery, deadline: UInt64, _ run: @escaping @Sendable (PauliZLive?) -> Void) -> Wait {
+        state.withLock { state in
+            guard case .ready(let live) = state.phase, live.covers(query), !live.hasOverflowed else { return .notLive }
+            if zip(state.ingestedEnds, ends).allSatisfy({ $0 >= $1 }) { return .now(live) }
+            state.waiters.append(Waiter(ends: ends, deadline: deadline, run: run))
+            return .waiting
+        }
+    }
+
+    /// Ingest reached `ends`: returns the waiters now answerable, and those past their
+    /// deadline.
+    func advance(to ends: [Int64], now: UInt64) -> (ready: [Waiter], expired: [Waiter]) {
+        state.withLock { state in
+            state.ingestedEnds = ends
+            guard !state.waiters.isEmpty else { return ([], []) }
+            var ready: [Waiter] = [], expired: [Waiter] = [], waiting: [Waiter] = []
+            for waiter in state.waiters {
+                if zip(ends, waiter.ends).allSatisfy({ $0 >= $1 }) {
+                    ready.append(waiter)
+                } else if now >= waiter.deadline {
+                    expired.append(waiter)
+                } else {
+                    waiting.append(waiter)
                 }
-                phase = .building(pending: [], bytes: 0)  // `pending` is not shared while appended to
-                pending.append((partition, bytes))
-                phase = .building(pending: pending, bytes: held + bytes.count)
-            case .feeding:
-                Self.feed(live, bytes)
-            case .abandoned:
-                return
             }
-        }
-    }
-
-    /// The log was read up to `ends` (one per partition): feeds the kept batches from
-    /// there on, in order, and every later one as it comes. False when too much arrived.
-    func catchUp(ends: [Int64]) -> Bool {
-        phase.withLock { phase in
-            guard case .building(let pending, _) = phase else { return false }
-            for (partition, bytes) in pending {
-                // A batch that was durable when its partition was read is in what was read.
-                Self.feed(live, bytes, unless: { $0.baseOffset < ends[partition] })
-            }
-            phase = .feeding
-            return true
-        }
-    }
-
-    private static func feed(_ live: PauliZLive, _ bytes: [UInt8], unless skipped: (RecordBatchHeader) -> Bool = { _ in false }) {
-        bytes.withUnsafeBytes { raw in
-            guard let header = try? RecordBatchHeader.read(raw), !skipped(header) else { return }
-            live.ingest(batch: raw, header: header)
+            state.waiters = waiting
+            return (ready, expired)
         }
     }
 }

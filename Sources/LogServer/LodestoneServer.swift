@@ -21,6 +21,12 @@ public struct ServerConfiguration: Sendable {
     public var handshakeTimeoutMilliseconds: Int64 = 10_000
     public var inFlightRequestsMax = WireLimits.inFlightRequestsMax
     public var eventLoopThreads = 2
+    /// Threads of the query pool (fetches, offsets by time, Pauli-Z answers and replays),
+    /// and how many requests may wait for one before `overloaded` (Docs/limits.md).
+    public var queryThreads = 2
+    public var queryQueuedMax = 64
+    /// Niceness of the query threads: they yield the CPU to writers and event loops.
+    public var queryNiceness: Int32 = 10
     public var serverName = "lodestone"
 
     public init() {}
@@ -34,28 +40,35 @@ public final class LodestoneServer: Sendable {
     let counters: ServerCounters
     let children: OpenChannels
     let live: LivePauliZ
+    let router: RequestRouter
+    let queries: IOThreadPool
     let logger: Logger
 
-    private init(localAddress: SocketAddress, group: MultiThreadedEventLoopGroup, serverChannel: any Channel, store: LogStore, counters: ServerCounters, children: OpenChannels, live: LivePauliZ, logger: Logger) {
+    private init(localAddress: SocketAddress, group: MultiThreadedEventLoopGroup, serverChannel: any Channel, store: LogStore, counters: ServerCounters, children: OpenChannels, router: RequestRouter, logger: Logger) {
         self.localAddress = localAddress
         self.group = group
         self.serverChannel = serverChannel
         self.store = store
         self.counters = counters
         self.children = children
-        self.live = live
+        self.router = router
+        self.live = router.live
+        self.queries = router.queries
         self.logger = logger
     }
 
-    /// Binds and starts accepting. `executor` runs blocking storage work (reads, topic
-    /// creation, producer inits).
-    public static func start(configuration: ServerConfiguration, store: LogStore, executor: any BlockingExecutor, logger: Logger) async throws -> LodestoneServer {
+    /// Binds and starts accepting. `writers` is the store's writer pool (it also runs
+    /// producer inits and topic creation); the server adds its own query pool and the live
+    /// Pauli-Z threads (Docs/design.md, "Threads"). `live` is for tests.
+    public static func start(configuration: ServerConfiguration, store: LogStore, writers: any BlockingExecutor, logger: Logger) async throws -> LodestoneServer {
+        try await start(configuration: configuration, store: store, writers: writers, live: LivePauliZ(logger: logger), logger: logger)
+    }
+
+    static func start(configuration: ServerConfiguration, store: LogStore, writers: any BlockingExecutor, live: LivePauliZ, logger: Logger) async throws -> LodestoneServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         let counters = ServerCounters()
-        // Live Pauli-Z state, built from the durable log on a thread of its own while the
-        // server listens (queries are replayed until a topic's state is ready).
-        let live = LivePauliZ()
-        let router = RequestRouter(store: store, executor: executor, counters: counters, live: live, logger: logger)
+        let queries = IOThreadPool(threadCount: configuration.queryThreads, queuedMax: configuration.queryQueuedMax, niceness: configuration.queryNiceness, name: "lodestone-query")
+        let router = RequestRouter(store: store, writers: writers, queries: queries, counters: counters, live: live, logger: logger)
         let children = OpenChannels()
         let tokens = configuration.tokens
         let bootstrap = ServerBootstrap(group: group)
@@ -96,22 +109,30 @@ public final class LodestoneServer: Sendable {
             channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         } catch {
             try? await group.shutdownGracefully()
+            queries.shutdown()
             throw error
         }
+        // Live Pauli-Z state, built from the durable log by a thread of its own while the
+        // server listens (queries are replayed until a topic's state is ready).
         live.start(store: store, logger: logger)
         let server = LodestoneServer(
-            localAddress: channel.localAddress!, group: group, serverChannel: channel, store: store, counters: counters, children: children, live: live, logger: logger)
+            localAddress: channel.localAddress!, group: group, serverChannel: channel, store: store, counters: counters, children: children, router: router, logger: logger)
         logger.info("listening", metadata: ["address": "\(channel.localAddress!)", "auth": "\(tokens == nil ? "off" : "on")"])
         return server
     }
 
-    /// Graceful shutdown: stop accepting; close the store, which lets every partition's
-    /// writer finish what is queued (those appends are answered) and writes the
-    /// clean-shutdown records; give connections a moment to send those answers; close them.
+    /// Graceful shutdown: stop accepting; stop the live Pauli-Z threads; let running
+    /// queries end (those still waiting for a thread are dropped: their connections close
+    /// without an answer) so that no read uses a file the store is closing; close the
+    /// store, which lets every partition's writer finish what is queued (those appends are
+    /// answered) and writes the clean-shutdown records; give connections a moment to send
+    /// those answers; close them.
     public func shutdown() async {
         logger.info("shutting down: no new connections")
         try? await serverChannel.close()
         live.stop()
+        let dropped = queries.shutdown(droppingQueued: true)
+        if dropped > 0 { logger.notice("queries not started at shutdown were dropped", metadata: ["count": "\(dropped)"]) }
         do {
             try await store.close()
         } catch {
@@ -123,7 +144,7 @@ public final class LodestoneServer: Sendable {
         logger.info("stopped")
     }
 
-    public var health: HealthReply { RequestRouter(store: store, executor: SameThread(), counters: counters, live: live, logger: logger).health() }
+    public var health: HealthReply { router.health() }
 }
 
 /// Answers a connection past the limit with one refusal frame as soon as it is active, then
@@ -158,9 +179,4 @@ final class RefusingHandler: ChannelInboundHandler {
 /// The connections open now, to close them at shutdown.
 final class OpenChannels: Sendable {
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
-}
-
-/// Runs jobs on the caller's thread; for reading counters only.
-struct SameThread: BlockingExecutor {
-    func execute(_ job: @escaping @Sendable () -> Void) { job() }
 }

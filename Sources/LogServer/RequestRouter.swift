@@ -21,22 +21,30 @@ final class ServerCounters: Sendable {
     /// Pauli-Z queries answered from the live state, and by replaying the log.
     let paulizLiveAnswers = Atomic<Int>(0)
     let paulizReplayAnswers = Atomic<Int>(0)
+    /// Reads and queries refused because the query pool's queue was full.
+    let queriesRefused = Atomic<Int>(0)
 }
 
-/// Carries out requests against the store, for a principal. Storage work that blocks
-/// (reads, topic creation, producer init) runs on the store's I/O threads; appends are
-/// queued without blocking and answered from the partition writers' threads. Never on an
-/// event loop thread.
+/// Carries out requests against the store, for a principal, never on an event loop
+/// thread (Docs/design.md, "Threads"):
+/// - appends are queued without blocking and answered from the partition writers' threads;
+/// - producer inits and topic creation (short durable writes of the store's metadata) run
+///   on the writers' pool;
+/// - everything that reads (fetches, offsets by time, Pauli-Z answers and replays) runs on
+///   the bounded query pool: past its queue limit a request is refused as `overloaded`,
+///   so reads and analytics never take a writer's thread.
 final class RequestRouter: Sendable {
     let store: LogStore
-    let executor: any BlockingExecutor
+    let writers: any BlockingExecutor
+    let queries: IOThreadPool
     let counters: ServerCounters
     let live: LivePauliZ
     let logger: Logger
 
-    init(store: LogStore, executor: any BlockingExecutor, counters: ServerCounters, live: LivePauliZ = LivePauliZ(), logger: Logger) {
+    init(store: LogStore, writers: any BlockingExecutor, queries: IOThreadPool, counters: ServerCounters, live: LivePauliZ = LivePauliZ(), logger: Logger) {
         self.store = store
-        self.executor = executor
+        self.writers = writers
+        self.queries = queries
         self.counters = counters
         self.live = live
         self.logger = logger
@@ -51,9 +59,9 @@ final class RequestRouter: Sendable {
             reply(.failure(ProtocolError(.handshakeRequired, "a second hello on one connection")))
         case .createTopic(let info):
             guard principal.allows(.admin, on: info.name) else { return reply(.failure(unauthorized(principal, .admin, info.name))) }
-            blocking(reply) { () throws(StorageError) in
+            onWriters(reply) { () throws(StorageError) in
                 let created = try self.createTopic(info)
-                if created.kind == .flip, let topic = self.store.topic(created.name) { self.live.follow(topic, logger: self.logger) }
+                if created.kind == .flip, let topic = self.store.topic(created.name) { self.live.follow(topic) }
                 return .topic(self.info(created, withOffsets: true))
             }
         case .listTopics:
@@ -65,7 +73,7 @@ final class RequestRouter: Sendable {
             reply(.success(.topic(info(topic.configuration, withOffsets: true))))
         case .initProducer(let name):
             guard principal.allowsAnywhere(.produce) else { return reply(.failure(ProtocolError(.unauthorized, "token \"\(principal.name)\" may not produce"))) }
-            blocking(reply) { () throws(StorageError) in
+            onWriters(reply) { () throws(StorageError) in
                 let identity = try self.store.producers.initialize(name: name)
                 return .producer(producerId: identity.producerId, epoch: identity.epoch)
             }
@@ -80,29 +88,57 @@ final class RequestRouter: Sendable {
             self.fetch(fetch, eventLoop: eventLoop, reply: reply)
         case .listOffsets(let request):
             guard principal.allows(.consume, on: request.topic) else { return reply(.failure(unauthorized(principal, .consume, request.topic))) }
-            blocking(reply) { () throws(StorageError) in
-                let partition = try self.store.partition(topic: request.topic, index: Int(request.partition))
-                let offsets = partition.offsets
-                let offset: Int64
-                switch request.mode {
-                case .earliest: offset = offsets.start
-                case .latest: offset = offsets.durableEnd
-                case .time: offset = try partition.offset(atOrAfterTime: request.time) ?? -1
-                }
-                return .listOffsets(ListOffsetsReply(offset: offset, start: offsets.start, end: offsets.durableEnd))
-            }
+            listOffsets(request, reply: reply)
         case .health:
             reply(.success(.health(health())))
         }
     }
 
-    /// Runs blocking storage work on the I/O threads.
-    private func blocking(_ reply: @escaping Reply, _ work: @escaping @Sendable () throws(StorageError) -> WireProtocol.Reply) {
-        executor.execute {
+    /// Runs short durable metadata work on the writers' pool.
+    private func onWriters(_ reply: @escaping Reply, _ work: @escaping @Sendable () throws(StorageError) -> WireProtocol.Reply) {
+        writers.execute {
             do throws(StorageError) {
                 reply(.success(try work()))
             } catch {
                 reply(.failure(Self.protocolError(error)))
+            }
+        }
+    }
+
+    /// Runs a read or an analytics job on the query pool, or answers `overloaded` when its
+    /// queue is full.
+    private func onQueries(_ reply: @escaping Reply, _ work: @escaping @Sendable () -> Result<WireProtocol.Reply, ProtocolError>) {
+        if !queries.submit({ reply(work()) }) { reply(.failure(overloaded())) }
+    }
+
+    func overloaded() -> ProtocolError {
+        counters.queriesRefused.add(1, ordering: .relaxed)
+        return ProtocolError(.overloaded, "the server runs \(queries.threadCountMax) queries at a time with \(queries.queuedMax ?? 0) waiting, its limit; retry later")
+    }
+
+    private func listOffsets(_ request: ListOffsetsRequest, reply: @escaping Reply) {
+        let partition: PartitionLog
+        do {
+            partition = try store.partition(topic: request.topic, index: Int(request.partition))
+        } catch {
+            return reply(.failure(Self.protocolError(error)))
+        }
+        @Sendable func answer(_ offset: Int64, _ offsets: PartitionOffsets) -> WireProtocol.Reply {
+            .listOffsets(ListOffsetsReply(offset: offset, start: offsets.start, end: offsets.durableEnd))
+        }
+        let offsets = partition.offsets
+        switch request.mode {
+        case .earliest: return reply(.success(answer(offsets.start, offsets)))
+        case .latest: return reply(.success(answer(offsets.durableEnd, offsets)))
+        case .time: break
+        }
+        // By time: a look-up in the time index and a scan of the segment, on the query pool.
+        onQueries(reply) {
+            do throws(StorageError) {
+                let offset = try partition.offset(atOrAfterTime: request.time) ?? -1
+                return .success(answer(offset, partition.offsets))
+            } catch {
+                return .failure(Self.protocolError(error))
             }
         }
     }
@@ -183,7 +219,7 @@ final class RequestRouter: Sendable {
 
     // MARK: Fetch
 
-    /// Reads on the I/O threads; with nothing to return yet and a wait asked for, waits for
+    /// Reads on the query pool; with nothing to return yet and a wait asked for, waits for
     /// durable data past the offset or the wait's end, whichever comes first.
     private func fetch(_ request: FetchRequest, eventLoop: any EventLoop, reply: @escaping Reply) {
         let partition: PartitionLog
@@ -194,7 +230,7 @@ final class RequestRouter: Sendable {
         }
         let maxBytes = Int(min(request.maxBytes, UInt32(WireLimits.fetchBytesMax)))
         let wait = min(request.maxWaitMilliseconds, WireLimits.fetchWaitMillisecondsMax)
-        let executor = self.executor
+        let queries = self.queries
         @Sendable func read() -> Result<WireProtocol.Reply, ProtocolError> {
             do {
                 let result = try partition.read(from: request.offset, maxBytes: maxBytes)
@@ -204,12 +240,15 @@ final class RequestRouter: Sendable {
                 return .failure(Self.protocolError(error))
             }
         }
-        executor.execute {
+        let submitted = queries.submit {
             let first = read()
             guard wait > 0, case .success(.fetch(let reply0)) = first, reply0.records.readableBytes == 0 else { return reply(first) }
             let answered = Atomic<Bool>(false)
+            // Called on the writer's thread: the read goes to the query pool.
             let id = partition.notifyWhenDurable(beyond: request.offset) {
-                if !answered.exchange(true, ordering: .acquiringAndReleasing) { executor.execute { reply(read()) } }
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) {
+                    if !queries.submit({ reply(read()) }) { reply(.failure(self.overloaded())) }
+                }
             }
             guard let id else {
                 if !answered.exchange(true, ordering: .acquiringAndReleasing) { reply(read()) }
@@ -222,14 +261,16 @@ final class RequestRouter: Sendable {
                 }
             }
         }
+        if !submitted { reply(.failure(overloaded())) }
     }
 
     // MARK: Pauli-Z
 
-    /// A Pauli-Z query, answered by replaying the topic's durable data on an I/O thread
-    /// (PauliZServerReplay: the same engine as the offline replay, so the same rows). The
-    /// answer must fit in one frame: a query with more rows is refused, saying to narrow
-    /// it.
+    /// A Pauli-Z query, on the query pool: answered from the topic's live state once its
+    /// ingest has reached the durable ends of the moment the query came (`LivePauliZ`),
+    /// else by replaying the topic's durable data (PauliZServerReplay: the same engine as
+    /// the offline replay, so the same rows). The answer is bounded by
+    /// `WireLimits.paulizAnswerBytesMax`: a query with more is refused, saying to narrow it.
     private func pauliz(_ request: PaulizRequest, reply: @escaping Reply) {
         guard let topic = store.topic(request.topic) else { return reply(.failure(ProtocolError(.notFound, "no topic \"\(request.topic)\""))) }
         guard topic.configuration.kind == .flip else {
@@ -253,48 +294,60 @@ final class RequestRouter: Sendable {
         case .exact(let resource): filter = .exact(resource)
         case .prefix(let prefix): filter = .prefix(prefix)
         }
-        let live = self.live.state(request.topic)
         let counters = self.counters
-        executor.execute {
-            do {
-                let result: PauliZResult
-                let eventsRead: Int64
-                if let live, let answer = try live.answer(query, filter: filter) {
-                    counters.paulizLiveAnswers.add(1, ordering: .relaxed)
-                    (result, eventsRead) = (answer, 0)
-                } else {
-                    counters.paulizReplayAnswers.add(1, ordering: .relaxed)
-                    let (replayed, statistics) = try PauliZServerReplay.run(topic: topic, query: query, filter: filter)
-                    (result, eventsRead) = (replayed, statistics.events)
-                }
-                // Built whole (then sent in parts of a frame each), up to the answer limit.
-                var rows: [PaulizReply.Row] = []
-                var bytes = PaulizReply.partHeaderBytes
-                let budget = WireLimits.paulizAnswerBytesMax
-                try result.forEachRow { row in
-                    let wire = PaulizReply.Row(resource: result.name(of: row.key), windowStart: row.windowStart, figures: [
-                        row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks, row.seqGaps, row.epochChanges,
-                        row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds,
-                    ])
-                    bytes += PaulizReply.encodedBytes(wire)
-                    if bytes > budget { throw AnswerTooLarge() }
-                    rows.append(wire)
-                }
-                let episodes = result.episodes.map { episode in
-                    PaulizReply.Episode(resource: result.name(of: episode.resource), start: episode.start, end: episode.end, flips: episode.flips, peak: episode.peak)
-                }
-                bytes += episodes.reduce(0) { $0 + PaulizReply.encodedBytes($1) }
-                if bytes > budget { throw AnswerTooLarge() }
-                reply(.success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: eventsRead, rows: rows, episodes: episodes))))
-            } catch is AnswerTooLarge {
-                reply(.failure(ProtocolError(.limitReached, "the answer holds more than \(WireLimits.paulizAnswerBytesMax >> 20) MiB; narrow it with from/to or a resource or prefix, or ask a stopped server's data directory (lodestone pauliz --data)")))
-            } catch let error as StorageError {
-                reply(.failure(Self.protocolError(error)))
-            } catch let error as PauliZError {
-                reply(.failure(ProtocolError(.limitReached, error.message)))
-            } catch {
-                reply(.failure(ProtocolError(.internalError, "\(error)")))
+        @Sendable func replay() -> Result<WireProtocol.Reply, ProtocolError> {
+            counters.paulizReplayAnswers.add(1, ordering: .relaxed)
+            return Self.paulizAnswer {
+                let (replayed, statistics) = try PauliZServerReplay.run(topic: topic, query: query, filter: filter)
+                return (replayed, statistics.events)
             }
+        }
+        let queries = self.queries
+        let waiting = live.whenCaughtUp(topic: request.topic, query: query) { state in
+            let submitted = queries.submit {
+                // nil from the state (it forgot the windows asked for, or gave up): replayed.
+                let result = Result { try state?.answer(query, filter: filter) }
+                if case .success(nil) = result { return reply(replay()) }
+                counters.paulizLiveAnswers.add(1, ordering: .relaxed)
+                reply(Self.paulizAnswer { (try result.get()!, 0) })
+            }
+            if !submitted { reply(.failure(self.overloaded())) }
+        }
+        if !waiting { onQueries(reply, replay) }
+    }
+
+    /// Runs `compute` and encodes its result (and the events it read) as a reply, up to
+    /// the answer limit.
+    static func paulizAnswer(_ compute: () throws -> (PauliZResult, Int64)) -> Result<WireProtocol.Reply, ProtocolError> {
+        do {
+            let (result, eventsRead) = try compute()
+            // Built whole (then sent in parts of a frame each), up to the answer limit.
+            var rows: [PaulizReply.Row] = []
+            var bytes = PaulizReply.partHeaderBytes
+            let budget = WireLimits.paulizAnswerBytesMax
+            try result.forEachRow { row in
+                let wire = PaulizReply.Row(resource: result.name(of: row.key), windowStart: row.windowStart, figures: [
+                    row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks, row.seqGaps, row.epochChanges,
+                    row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds,
+                ])
+                bytes += PaulizReply.encodedBytes(wire)
+                if bytes > budget { throw AnswerTooLarge() }
+                rows.append(wire)
+            }
+            let episodes = result.episodes.map { episode in
+                PaulizReply.Episode(resource: result.name(of: episode.resource), start: episode.start, end: episode.end, flips: episode.flips, peak: episode.peak)
+            }
+            bytes += episodes.reduce(0) { $0 + PaulizReply.encodedBytes($1) }
+            if bytes > budget { throw AnswerTooLarge() }
+            return .success(.pauliz(PaulizReply(horizon: result.horizon, eventsRead: eventsRead, rows: rows, episodes: episodes)))
+        } catch is AnswerTooLarge {
+            return .failure(ProtocolError(.limitReached, "the answer holds more than \(WireLimits.paulizAnswerBytesMax >> 20) MiB; narrow it with from/to or a resource or prefix, or ask a stopped server's data directory (lodestone pauliz --data)"))
+        } catch let error as StorageError {
+            return .failure(Self.protocolError(error))
+        } catch let error as PauliZError {
+            return .failure(ProtocolError(.limitReached, error.message))
+        } catch {
+            return .failure(ProtocolError(.internalError, "\(error)"))
         }
     }
 
@@ -323,6 +376,7 @@ final class RequestRouter: Sendable {
             }
         }
         func load(_ counter: borrowing Atomic<Int>) -> Int64 { Int64(counter.load(ordering: .relaxed)) }
+        let queryLoad = queries.load
         let list: [(name: String, value: Int64)] = [
             ("connections", load(counters.connections)),
             ("connections_total", load(counters.connectionsTotal)),
@@ -335,6 +389,11 @@ final class RequestRouter: Sendable {
             ("pauliz_replay_answers", load(counters.paulizReplayAnswers)),
             ("pauliz_live_topics", Int64(live.readyCount)),
             ("pauliz_live_building", Int64(live.buildingCount)),
+            ("pauliz_live_rebuilds", load(live.rebuildCount)),
+            ("pauliz_live_waits_expired", load(live.waitExpiredCount)),
+            ("queries_running", Int64(queryLoad.running)),
+            ("queries_queued", Int64(queryLoad.queued)),
+            ("queries_refused", load(counters.queriesRefused)),
             ("topics", Int64(store.topicConfigurations.count)),
             ("read_only_partitions", Int64(readOnly)),
             ("appends", Int64(statistics.appendCount)),

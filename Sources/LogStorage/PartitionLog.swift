@@ -96,15 +96,11 @@ public final class PartitionLog: Sendable {
     public let recoveryReport: RecoveryReport
     let environment: StorageEnvironment
     private let state: Mutex<State>
-    /// In a box: a closure kept directly in a Mutex is re-wrapped in a conversion thunk on
-    /// every `withLock` (its value passes as a generic inout), and the chain of thunks grew
-    /// with every group (measured: 80% of the server's time after a minute of appends).
-    private let durableObserver = Mutex<ObserverBox?>(nil)
-
-    final class ObserverBox: Sendable {
-        let call: @Sendable ([UInt8]) -> Void
-        init(_ call: @escaping @Sendable ([UInt8]) -> Void) { self.call = call }
-    }
+    /// Where the writer hands each durable batch (the server's live Pauli-Z ingest), if
+    /// anywhere: a feed that never waits (see `DurableBatchFeed`). In a class, not a
+    /// closure: a closure kept directly in a Mutex is re-wrapped in a conversion thunk on
+    /// every `withLock` (measured: 80% of the server's time after a minute of appends).
+    private let durableFeed = Mutex<DurableBatchFeed?>(nil)
 
     var fileIO: any FileIO { environment.fileIO }
     var configuration: StorageConfiguration { environment.configuration }
@@ -623,10 +619,10 @@ public final class PartitionLog: Sendable {
             for append in group.appends where append.ackMode == .written { append.completion?(.success(append.outcome)) }
             let (checkpoint, waiting) = try sync(group)
             progress = .synced
-            // Before the durable acks: whoever is told an append is durable finds it in
-            // what observes durable batches (the server's live Pauli-Z state).
-            if let observer = durableObserver.withLock({ $0 }) {
-                for append in group.appends { observer.call(append.bytes) }
+            // Before the durable acks, so that a batch is offered before anyone is told it
+            // is durable; the feed never waits for its consumer.
+            if let feed = durableFeed.withLock({ $0 }) {
+                for append in group.appends { feed.offer(partition: partition, append.bytes) }
             }
             for append in group.appends where append.ackMode == .durable { append.completion?(.success(append.outcome)) }
             for (outcome, completions) in waiting {
@@ -796,16 +792,15 @@ public final class PartitionLog: Sendable {
 
     // MARK: Waiting for data
 
-    /// Calls `callback` once durable data reaches past `offset` (or the partition fails or
-    /// closes); nil, without calling it, when that is so already. The id cancels it.
-    /// Called on the writer thread with every batch (as stored) once it is durable, in
-    /// log order, before its acknowledgement; nil to stop. The observer must be quick and
-    /// must not call back into the partition.
-    public func observeDurableBatches(_ observer: (@Sendable ([UInt8]) -> Void)?) {
-        let box = observer.map(ObserverBox.init)
-        durableObserver.withLock { $0 = box }
+    /// Hands every batch (as stored) to `feed` once it is durable, in log order, before
+    /// its acknowledgement, from the writer's thread; nil to stop. The batches of a topic's
+    /// partitions may share one feed (each is tagged with its partition).
+    public func feedDurableBatches(to feed: DurableBatchFeed?) {
+        durableFeed.withLock { $0 = feed }
     }
 
+    /// Calls `callback` once durable data reaches past `offset` (or the partition fails or
+    /// closes); nil, without calling it, when that is so already. The id cancels it.
     public func notifyWhenDurable(beyond offset: Int64, _ callback: @escaping @Sendable () -> Void) -> UInt64? {
         state.withLock { state -> UInt64? in
             if state.durableEnd > offset || state.failure != nil || state.closing || state.closed { return nil }

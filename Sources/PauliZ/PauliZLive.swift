@@ -91,14 +91,18 @@ public final class PauliZLive: @unchecked Sendable {
     public func answer(_ query: PauliZQuery, filter: ResourceFilter) throws(PauliZError) -> PauliZResult? {
         guard covers(query) else { return nil }
         // A copy of the state (arrays are shared until written), closed at the horizon.
-        guard let (snapshot, forgotten) = lock.withLock({ _ -> (EngineCore, Int64?)? in self.overflowed ? nil : (self.core, self.forgottenBefore) }) else { return nil }
+        // The sorter is a class the ingesting thread changes: its chunks are taken under the
+        // lock too.
+        guard let (snapshot, chunks, forgotten) = lock.withLock({ _ -> (EngineCore, [[PauliZRow]], Int64?)? in
+            self.overflowed ? nil : (self.core, self.core.sorter.memoryChunks, self.forgottenBefore)
+        }) else { return nil }
         if let forgotten {
             guard let from = query.from, from >= forgotten else { return nil }
         }
         var core = snapshot
         let sorter = RowSorter(temporaryDirectory: nil)
         let keep = Self.keeper(filter, resources: core.resources)
-        for chunk in core.sorter.memoryChunks + [core.finished] {
+        for chunk in chunks + [core.finished] {
             sorter.keep(chunk.filter { row in keep(row.key) && (query.from.map { row.windowStart >= $0 } ?? true) && (query.to.map { row.windowStart < $0 } ?? true) })
         }
         core.sorter = sorter

@@ -36,14 +36,22 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Listen on a non-loopback address without authentication: every client gets every right.")
     var insecure = false
 
-    @Option(help: "Threads for blocking file work (writes, fsyncs, reads).")
-    var ioThreads = 4
+    @Option(help: "Most threads of the writers' pool (writes and fsyncs only: one per partition writing now, up to this many).")
+    var writerThreads = 64
+
+    @Option(help: "Threads of the query pool (fetches, offsets by time, Pauli-Z answers), at a lower priority than writers.")
+    var queryThreads = 2
+
+    @Option(help: "Requests that may wait for a query thread; past it they are refused as overloaded.")
+    var queryQueue = 64
 
     @Option(help: "Network event loop threads.")
     var eventLoopThreads = 2
 
     func validate() throws {
-        guard (1...64).contains(ioThreads) else { throw ValidationError("--io-threads must be 1 to 64") }
+        guard (1...1024).contains(writerThreads) else { throw ValidationError("--writer-threads must be 1 to 1024") }
+        guard (1...64).contains(queryThreads) else { throw ValidationError("--query-threads must be 1 to 64") }
+        guard (0...65_536).contains(queryQueue) else { throw ValidationError("--query-queue must be 0 to 65536") }
         guard (1...64).contains(eventLoopThreads) else { throw ValidationError("--event-loop-threads must be 1 to 64") }
     }
 
@@ -69,10 +77,12 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.port = port
             configuration.tokens = tokens
             configuration.eventLoopThreads = eventLoopThreads
+            configuration.queryThreads = queryThreads
+            configuration.queryQueuedMax = queryQueue
             raiseOpenFileLimit(needed: UInt64(configuration.connectionsMax) + 1024, logger: logger)
             // Checked now so that a typo fails today, not when the endpoint arrives.
             _ = try parseAddress(metricsListen, option: "--metrics-listen")
-            let pool = IOThreadPool(threadCount: ioThreads)
+            let pool = IOThreadPool(writersMax: writerThreads)
             let store: LogStore
             do {
                 store = try LogStore.open(directory: data, environment: StorageEnvironment(fileIO: PosixFileIO(), executor: pool, logger: logger))
@@ -82,7 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let server: LodestoneServer
             do {
-                server = try await LodestoneServer.start(configuration: configuration, store: store, executor: pool, logger: logger)
+                server = try await LodestoneServer.start(configuration: configuration, store: store, writers: pool, logger: logger)
             } catch {
                 try? await store.close()
                 pool.shutdown()

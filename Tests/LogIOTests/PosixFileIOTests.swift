@@ -1,5 +1,6 @@
 import Foundation
 import LogIO
+import Synchronization
 import SystemPackage
 import XCTest
 
@@ -122,5 +123,68 @@ final class PosixFileIOTests: XCTestCase {
         private var count = 0
         func increment() { lock.withLock { count += 1 } }
         var value: Int { lock.withLock { count } }
+    }
+}
+
+/// The two shapes of pool: the writers' (grows with the work, never refuses) and the
+/// query pool (fixed, lower priority, refuses past its queue).
+final class ThreadPoolShapeTests: XCTestCase {
+    func testTheWritersPoolGrowsToItsMaximumSoNoWriterWaitsForAThread() throws {
+        let pool = IOThreadPool(writersMax: 4, idleMilliseconds: 50)
+        let release = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        for _ in 0..<6 {
+            pool.execute {
+                started.signal()
+                release.wait()
+            }
+        }
+        for _ in 0..<4 { XCTAssertEqual(started.wait(timeout: .now() + 10), .success) }
+        XCTAssertEqual(pool.load.threads, 4)
+        XCTAssertEqual(pool.load.running, 4)
+        XCTAssertEqual(pool.load.queued, 2)
+        for _ in 0..<6 { release.signal() }
+        for _ in 0..<2 { XCTAssertEqual(started.wait(timeout: .now() + 10), .success) }
+        // Idle threads end, down to one.
+        let deadline = Date().addingTimeInterval(10)
+        while pool.load.threads > 1 && Date() < deadline { usleep(5_000) }
+        XCTAssertEqual(pool.load.threads, 1)
+        pool.shutdown()
+        XCTAssertEqual(pool.load.threads, 0)
+    }
+
+    func testTheQueryPoolRefusesPastItsQueueAndRunsNiced() throws {
+        let pool = IOThreadPool(threadCount: 1, queuedMax: 2, niceness: 10, name: "test-query")
+        let release = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        let niceness = Atomic<Int32>(-100)
+        XCTAssertTrue(pool.submit {
+            niceness.store(currentThreadNiceness(), ordering: .relaxed)
+            started.signal()
+            release.wait()
+        })
+        XCTAssertEqual(started.wait(timeout: .now() + 10), .success)
+        XCTAssertTrue(pool.submit {})
+        XCTAssertTrue(pool.submit {})
+        XCTAssertFalse(pool.submit {}, "two wait already")
+        XCTAssertEqual(pool.load.refusedTotal, 1)
+        XCTAssertEqual(niceness.load(ordering: .relaxed), 10)
+        XCTAssertEqual(currentThreadNiceness(), 0, "the caller's own priority is untouched")
+        release.signal()
+        XCTAssertEqual(pool.shutdown(droppingQueued: false), 0)
+        XCTAssertFalse(pool.submit {}, "a stopped pool takes nothing")
+    }
+
+    func testShutdownCanDropJobsNoThreadStarted() {
+        let pool = IOThreadPool(threadCount: 1, queuedMax: 10, niceness: 0, name: "test-drop")
+        let gate = DispatchSemaphore(value: 0)
+        let ran = Atomic<Int>(0)
+        let started = DispatchSemaphore(value: 0)
+        XCTAssertTrue(pool.submit { started.signal(); gate.wait(); ran.add(1, ordering: .relaxed) })
+        XCTAssertEqual(started.wait(timeout: .now() + 10), .success)
+        for _ in 0..<5 { XCTAssertTrue(pool.submit { ran.add(1, ordering: .relaxed) }) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { gate.signal() }
+        XCTAssertEqual(pool.shutdown(droppingQueued: true), 5)
+        XCTAssertEqual(ran.load(ordering: .relaxed), 1)
     }
 }

@@ -31,7 +31,7 @@ final class TestServer {
         configuration.port = port
         configuration.tokens = tokens
         configure(&configuration)
-        server = try await LodestoneServer.start(configuration: configuration, store: store, executor: pool, logger: Self.quiet)
+        server = try await LodestoneServer.start(configuration: configuration, store: store, writers: pool, logger: Self.quiet)
     }
 
     func connect(token: String = "") async throws -> LodestoneConnection {
