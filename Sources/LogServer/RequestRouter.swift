@@ -105,10 +105,15 @@ final class RequestRouter: Sendable {
         }
     }
 
-    /// Runs a read or an analytics job on the query pool, or answers `overloaded` when its
-    /// queue is full.
-    private func onQueries(_ reply: @escaping Reply, _ work: @escaping @Sendable () -> Result<WireProtocol.Reply, ProtocolError>) {
-        if !queries.submit({ reply(work()) }) { reply(.failure(overloaded())) }
+    /// Runs a read or an analytics job on the query pool, which answers through `reply`;
+    /// or answers `overloaded` at once when the pool's queue is full.
+    private func onQueries(_ reply: @escaping Reply, _ job: @escaping @Sendable () -> Void) {
+        if !queries.submit(job) { reply(.failure(overloaded())) }
+    }
+
+    /// The same for a job whose result is the answer.
+    private func onQueries(_ reply: @escaping Reply, answering work: @escaping @Sendable () -> Result<WireProtocol.Reply, ProtocolError>) {
+        onQueries(reply) { reply(work()) }
     }
 
     func overloaded() -> ProtocolError {
@@ -133,14 +138,14 @@ final class RequestRouter: Sendable {
         case .time: break
         }
         // By time: a look-up in the time index and a scan of the segment, on the query pool.
-        onQueries(reply) {
+        onQueries(reply, answering: {
             do throws(StorageError) {
                 let offset = try partition.offset(atOrAfterTime: request.time) ?? -1
                 return .success(answer(offset, partition.offsets))
             } catch {
                 return .failure(Self.protocolError(error))
             }
-        }
+        })
     }
 
     private func createTopic(_ info: TopicInfo) throws(StorageError) -> TopicConfiguration {
@@ -230,7 +235,6 @@ final class RequestRouter: Sendable {
         }
         let maxBytes = Int(min(request.maxBytes, UInt32(WireLimits.fetchBytesMax)))
         let wait = min(request.maxWaitMilliseconds, WireLimits.fetchWaitMillisecondsMax)
-        let queries = self.queries
         @Sendable func read() -> Result<WireProtocol.Reply, ProtocolError> {
             do {
                 let result = try partition.read(from: request.offset, maxBytes: maxBytes)
@@ -240,15 +244,13 @@ final class RequestRouter: Sendable {
                 return .failure(Self.protocolError(error))
             }
         }
-        let submitted = queries.submit {
+        onQueries(reply) {
             let first = read()
             guard wait > 0, case .success(.fetch(let reply0)) = first, reply0.records.readableBytes == 0 else { return reply(first) }
             let answered = Atomic<Bool>(false)
             // Called on the writer's thread: the read goes to the query pool.
             let id = partition.notifyWhenDurable(beyond: request.offset) {
-                if !answered.exchange(true, ordering: .acquiringAndReleasing) {
-                    if !queries.submit({ reply(read()) }) { reply(.failure(self.overloaded())) }
-                }
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) { self.onQueries(reply, answering: read) }
             }
             guard let id else {
                 if !answered.exchange(true, ordering: .acquiringAndReleasing) { reply(read()) }
@@ -261,7 +263,6 @@ final class RequestRouter: Sendable {
                 }
             }
         }
-        if !submitted { reply(.failure(overloaded())) }
     }
 
     // MARK: Pauli-Z
@@ -302,18 +303,16 @@ final class RequestRouter: Sendable {
                 return (replayed, statistics.events)
             }
         }
-        let queries = self.queries
         let waiting = live.whenCaughtUp(topic: request.topic, query: query) { state in
-            let submitted = queries.submit {
+            self.onQueries(reply) {
                 // nil from the state (it forgot the windows asked for, or gave up): replayed.
                 let result = Result { try state?.answer(query, filter: filter) }
                 if case .success(nil) = result { return reply(replay()) }
                 counters.paulizLiveAnswers.add(1, ordering: .relaxed)
                 reply(Self.paulizAnswer { (try result.get()!, 0) })
             }
-            if !submitted { reply(.failure(self.overloaded())) }
         }
-        if !waiting { onQueries(reply, replay) }
+        if !waiting { onQueries(reply, answering: replay) }
     }
 
     /// Runs `compute` and encodes its result (and the events it read) as a reply, up to
