@@ -211,4 +211,22 @@ public enum StormDefaults {
     public static let intervalMilliseconds: Int64 = 60_000
     public static let enter = 5
     public static let exit = 2
+
+    /// The one rule for storm parameters, a topic's and a query's alike
+    /// (`Limits.stormIntervalMillisecondsMax`, `Limits.stormThresholdMax`): interval 1 ms
+    /// to 366 days, enter 1 to 1,000,000, exit at least 0 and below enter. Nil when they
+    /// hold, else what is wrong. A nil argument is not known yet and not checked (a query
+    /// sent to a server takes the topic's for those).
+    public static func problem(intervalMilliseconds: Int64?, enter: Int?, exit: Int?) -> String? {
+        if let intervalMilliseconds, intervalMilliseconds < 1 || intervalMilliseconds > Limits.stormIntervalMillisecondsMax {
+            return "the storm interval must be 1 ms to 366 days (\(Limits.stormIntervalMillisecondsMax) ms), got \(intervalMilliseconds) ms"
+        }
+        if let enter, enter < 1 || enter > Limits.stormThresholdMax {
+            return "the storm enter threshold must be 1 to \(Limits.stormThresholdMax), got \(enter)"
+        }
+        if let exit, exit < 0 || exit >= (enter ?? Int.max) {
+            return "the storm exit threshold must be at least 0 and below the enter threshold (\(enter.map(String.init) ?? "the topic's")), got \(exit)"
+        }
+        return nil
+    }
 }

@@ -74,7 +74,10 @@ public enum Limits {
     public static let paulizDurationMillisecondsMax: Int64 = (1 << 53) - 1
     /// Overlapping windows per event (window / hop): each event updates that many rows.
     public static let paulizWindowsPerEventMax = 4_096
-    public static let paulizStormThresholdMax = 1 << 30
+    /// Storm parameters, a topic's and a query's (`StormDefaults.problem`): the interval
+    /// at most 366 days, the enter threshold at most 1,000,000 flips per interval.
+    public static let stormIntervalMillisecondsMax: Int64 = 366 * 86_400_000
+    public static let stormThresholdMax = 1_000_000
     /// Bytes of finished rows a query keeps in memory before spilling sorted runs
     /// (`lodestone pauliz --sort-memory` sets it per query).
     public static let paulizSortMemoryBytesDefault = 1 << 30

@@ -149,13 +149,11 @@ final class LivePauliZ: Sendable {
     /// cannot be read leaves the topic to replays, saying why.
     func build(_ topic: LiveTopic) {
         let configuration = topic.topic.configuration
-        let storm = configuration.storm
+        let defaults = PauliZReplay.topicDefaults(configuration)
         let started = ContinuousClock.now
         let live: PauliZLive
         do {
-            live = try PauliZLive(
-                storm: StormParameters(intervalMilliseconds: storm.intervalMilliseconds, enter: storm.enter, exit: storm.exit),
-                polarityMap: configuration.polarityMap ?? [:], rowsMax: rowsMax)
+            live = try PauliZLive(storm: defaults.storm, polarityMap: defaults.polarityMap, rowsMax: rowsMax)
         } catch {
             topic.fail()
             return log.warning("no live Pauli-Z state; replays answer its queries", metadata: ["topic": "\(configuration.name)", "error": "\(error)"])

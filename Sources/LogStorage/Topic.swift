@@ -52,12 +52,10 @@ public struct TopicConfiguration: Codable, Sendable, Equatable {
         (stormIntervalMilliseconds ?? Self.defaultStormIntervalMilliseconds, stormEnter ?? Self.defaultStormEnter, stormExit ?? Self.defaultStormExit)
     }
 
-    /// Checks the storm parameters: interval positive, enter at least 1, exit below enter.
+    /// Checks the storm parameters by the one rule for them (`StormDefaults.problem`).
     public func checkStorm() throws(StorageError) {
         let (interval, enter, exit) = storm
-        if interval <= 0 || interval > 366 * 86_400_000 { throw StorageError(.invalidArgument, "storm interval must be 1 ms to 366 days, got \(interval) ms") }
-        if enter < 1 || enter > 1_000_000 { throw StorageError(.invalidArgument, "storm enter threshold must be 1 to 1000000, got \(enter)") }
-        if exit < 0 || exit >= enter { throw StorageError(.invalidArgument, "storm exit threshold must be at least 0 and below the enter threshold \(enter), got \(exit)") }
+        if let problem = StormDefaults.problem(intervalMilliseconds: interval, enter: enter, exit: exit) { throw StorageError(.invalidArgument, problem) }
     }
 
     /// Checks the polarity map: states of 1 to 64 bytes, polarities -1, 0 or 1, only for

@@ -20,15 +20,7 @@ public struct StormParameters: Sendable, Equatable, Hashable {
     /// Checks the parameters given (nil: not known here, as a topic's default is only known
     /// to the server that holds the topic).
     public static func check(intervalMilliseconds: Int64?, enter: Int?, exit: Int?) throws(PauliZError) {
-        if let intervalMilliseconds, intervalMilliseconds < 1 || intervalMilliseconds > PauliZLimits.durationMax {
-            throw PauliZError("the storm interval must be 1 ms to 2^53-1 ms, got \(intervalMilliseconds)")
-        }
-        if let enter, enter < 1 || enter > PauliZLimits.stormThresholdMax {
-            throw PauliZError("the storm enter threshold must be 1 to \(PauliZLimits.stormThresholdMax), got \(enter)")
-        }
-        if let exit, exit < 0 || exit >= (enter ?? Int.max) {
-            throw PauliZError("the storm exit threshold must be at least 0 and below the enter threshold (\(enter.map(String.init) ?? "the topic's")), got \(exit)")
-        }
+        if let problem = StormDefaults.problem(intervalMilliseconds: intervalMilliseconds, enter: enter, exit: exit) { throw PauliZError(problem) }
     }
 }
 
@@ -114,7 +106,7 @@ public enum ResourceFilter: Sendable, Equatable {
 public enum PauliZLimits {
     public static let durationMax = Limits.paulizDurationMillisecondsMax
     public static let windowsPerEventMax = Limits.paulizWindowsPerEventMax
-    public static let stormThresholdMax = Limits.paulizStormThresholdMax
+    public static let stormThresholdMax = Limits.stormThresholdMax
     /// Rows held in memory before a sorted run is spilled to a temporary file.
     public static let rowsInMemoryDefault = Limits.paulizSortMemoryBytesDefault / MemoryLayout<PauliZRow>.stride
 }

@@ -21,10 +21,15 @@ public struct ReplayStatistics: Sendable, Equatable {
 /// Offline Pauli-Z (`lodestone pauliz --data DIR`): reads every partition of a flip
 /// topic from a stopped server's data directory, read-only, into a `PauliZEngine`.
 public enum PauliZReplay {
-    /// The storm parameters and polarity map a query of `topic` uses when it names none.
-    public static func topicDefaults(_ configuration: TopicConfiguration) -> (storm: StormParameters, polarityMap: [String: Int8]) {
+    /// The storm parameters and polarity map a query of `topic` uses: those it names, the
+    /// topic's for the others (the one place a query's storm parameters are resolved: the
+    /// server's replays and live state, and the command line, all come here).
+    public static func topicDefaults(
+        _ configuration: TopicConfiguration, intervalMilliseconds: Int64? = nil, enter: Int? = nil, exit: Int? = nil
+    ) -> (storm: StormParameters, polarityMap: [String: Int8]) {
         let storm = configuration.storm
-        return (StormParameters(intervalMilliseconds: storm.intervalMilliseconds, enter: storm.enter, exit: storm.exit), configuration.polarityMap ?? [:])
+        return (StormParameters(intervalMilliseconds: intervalMilliseconds ?? storm.intervalMilliseconds, enter: enter ?? storm.enter, exit: exit ?? storm.exit),
+                configuration.polarityMap ?? [:])
     }
 
     /// Runs `query` over the topic. `configure` sees the topic's configuration first and

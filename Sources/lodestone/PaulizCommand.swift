@@ -94,12 +94,9 @@ struct PaulizCommand: AsyncParsableCommand {
             let progress = ReplayProgress()
             let (result, statistics) = try PauliZReplay.run(
                 directory: data, topic: topic, filter: filter, rowsInMemoryMax: sortMemory << 20 / MemoryLayout<PauliZRow>.stride, configure: { configuration in
-                let defaults = PauliZReplay.topicDefaults(configuration)
-                let storm = StormParameters(
-                    intervalMilliseconds: interval ?? defaults.storm.intervalMilliseconds, enter: stormEnter ?? defaults.storm.enter,
-                    exit: stormExit ?? defaults.storm.exit)
+                let defaults = PauliZReplay.topicDefaults(configuration, intervalMilliseconds: interval, enter: stormEnter, exit: stormExit)
                 let query = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime,
-                                        storm: storm, polarityMap: defaults.polarityMap)
+                                        storm: defaults.storm, polarityMap: defaults.polarityMap)
                 do { try query.validate() } catch let error as PauliZError { throw CommandFailure(error.message, status: 2) }
                 return query
             }, progress: progress.report)
