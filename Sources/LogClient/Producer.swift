@@ -208,6 +208,8 @@ public actor IdempotentProducer {
     private func deliver(_ batch: [Pending], partition: Int, queue: PartitionQueue) async -> [Pending] {
         var backoff = configuration.retryBackoffMilliseconds
         var lastProblem = "no attempt was made"
+        /// The last attempt's error code, when it had one: the retry decision reads it.
+        var lastCode: ErrorCode?
         var encoded: (generation: Int, sequence: Int32, bytes: [UInt8])?
         for _ in 0..<configuration.attemptsMax {
             if let fatal {
@@ -231,6 +233,7 @@ public actor IdempotentProducer {
                     lastProblem = "the append reply did not hold a result"
                     continue
                 }
+                lastCode = result.error == .none ? nil : result.error
                 if result.error != .none {
                     lastProblem = "\(result.error.name): \(result.message)"
                     switch result.error {
@@ -252,6 +255,10 @@ public actor IdempotentProducer {
                             pending.completion(result.outcome == .committed ? .committed(partition: partition, offset: offset) : .duplicate(partition: partition, offset: offset))
                         }
                         return []
+                    case .refused where !result.refusals.isEmpty && result.refusals.allSatisfy({ $0.reason == .wait }):
+                        // A limit that clears (batches in flight, producers tracked): no
+                        // sequence number was used; the same batch goes again after a pause.
+                        lastProblem = "refused for now: \(result.refusals[0].message)"
                     case .refused:
                         advance(queue, generation: usedGeneration, past: sequence, count: batch.count)
                         var refusedIndexes = Set<Int>()
@@ -262,7 +269,7 @@ public actor IdempotentProducer {
                             case .invalid: batch[refusal.index].completion(.invalid(message))
                             case .fenced: batch[refusal.index].completion(.fenced(message))
                             case .replayed: batch[refusal.index].completion(.replayed(message))
-                            case .refused: batch[refusal.index].completion(.refused(message))
+                            case .refused, .wait: batch[refusal.index].completion(.refused(message))
                             }
                         }
                         return batch.enumerated().filter { !refusedIndexes.contains($0.offset) }.map(\.element)
@@ -281,10 +288,13 @@ public actor IdempotentProducer {
                         lastProblem = "unknown_producer: \(result.message)"
                         if usedGeneration == generation { try await initialize() }
                         continue
+                    case .noOutcome:
+                        lastProblem = "the server gave no outcome and no error"
                     }
                 }
             } catch {
                 lastProblem = "\(error)"
+                if case .server(let protocolError) = error { lastCode = protocolError.code } else { lastCode = nil }
                 if case .server(let protocolError) = error, protocolError.code == .unauthorized || protocolError.code == .notFound {
                     for pending in batch { pending.completion(.invalid(lastProblem)) }
                     return []
@@ -294,7 +304,7 @@ public actor IdempotentProducer {
             try? await Task.sleep(for: .milliseconds(backoff))
             backoff = min(backoff * 2, configuration.retryBackoffMillisecondsMax)
         }
-        let outcome: RecordOutcome = lastProblem.hasPrefix("overloaded") ? .overloaded(lastProblem) : .failed("no outcome after \(configuration.attemptsMax) attempts: \(lastProblem)")
+        let outcome: RecordOutcome = lastCode == .overloaded ? .overloaded(lastProblem) : .failed("no outcome after \(configuration.attemptsMax) attempts: \(lastProblem)")
         for pending in batch { pending.completion(outcome) }
         return []
     }

@@ -2,9 +2,11 @@
 ///
 /// `validate` is the gate in front of the disk: a batch that passes is complete (length
 /// matches the bytes), magic 2, CRC-correct, uncompressed or LZ4, not transactional or
-/// control (Lodestone has neither), with `recordCount` records whose offset deltas are
-/// exactly 0, 1, 2, ... (so offsets stay dense once the server patches `baseOffset`),
-/// every record's fields within its length, and nothing after the last record.
+/// control (Lodestone has neither; the server's own refusal markers are control batches),
+/// attribute bits 6 to 15 zero, no producer epoch or sequence without a producer id, with
+/// `recordCount` records whose attributes are 0 and whose offset deltas are exactly 0, 1,
+/// 2, ... (so offsets stay dense once the server patches `baseOffset`), every record's
+/// fields within its length, and nothing after the last record.
 public enum RecordBatchValidator {
     public static func validate(_ bytes: UnsafeRawBufferPointer, limits: BatchLimits = BatchLimits()) throws(FormatError) -> RecordBatchHeader {
         try walk(bytes, limits: limits, visit: nil)
@@ -28,6 +30,12 @@ public enum RecordBatchValidator {
         }
         if header.attributes.isTransactional || (header.attributes.isControl && !allowingControl) {
             throw FormatError(.badRecord, "transactional and control batches are not supported")
+        }
+        if header.attributes.rawValue & ~0x3F != 0 {
+            throw FormatError(.badRecord, "attributes \(header.attributes.rawValue) set bits above bit 5 (bit 6, a delete horizon, and bits 7 to 15 must be 0)")
+        }
+        if header.producerId == -1 && (header.producerEpoch != -1 || header.baseSequence != -1) {
+            throw FormatError(.badRecord, "a batch without a producer id (-1) has producer epoch \(header.producerEpoch) and base sequence \(header.baseSequence); both must be -1")
         }
         let body = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchHeader.size...])
         switch header.attributes.compression {
@@ -63,6 +71,9 @@ public enum RecordBatchValidator {
     private static func readRecord(_ bytes: UnsafeRawBufferPointer, index: Int, materialize: Bool) throws(FormatError) -> Record {
         var cursor = ByteCursor(bytes, context: "record", index: index)
         let attributes = try cursor.readInteger(Int8.self, "attributes")
+        if attributes != 0 {
+            throw FormatError(.badRecord, "record \(index) has attributes \(attributes); record attributes are unused and must be 0")
+        }
         let timestampDelta = try cursor.readVarlong("timestampDelta")
         let offsetDelta = try cursor.readVarint("offsetDelta")
         if Int(offsetDelta) != index {

@@ -7,8 +7,15 @@ public struct RecordRefusal: Equatable, Hashable, Sendable, CustomStringConverti
         case fenced = 2
         /// Same epoch as the last accepted pair, and its seq is not higher.
         case replayed = 3
-        /// A limit is reached (the limit is named in the message); not retried.
+        /// A limit that does not clear is reached (resources tracked per flip partition,
+        /// named in the message): the batch's sequence numbers are used up, retrying the
+        /// record gets the same answer.
         case refused = 4
+        /// A limit that clears by itself is reached (batches in flight per producer and
+        /// partition, producers tracked per partition; named in the message): nothing is
+        /// used up, the same batch may be sent again once earlier ones are answered.
+        /// Never written in a refusal marker.
+        case wait = 5
     }
 
     /// The record's position in its batch, from 0.

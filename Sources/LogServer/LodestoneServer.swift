@@ -129,6 +129,7 @@ public final class LodestoneServer: Sendable {
     /// those answers; close them.
     public func shutdown() async {
         logger.info("shutting down: no new connections")
+        counters.stopping.store(true, ordering: .relaxed)
         try? await serverChannel.close()
         live.stop()
         let dropped = queries.shutdown(droppingQueued: true)

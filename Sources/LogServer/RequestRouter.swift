@@ -23,6 +23,8 @@ final class ServerCounters: Sendable {
     let paulizReplayAnswers = Atomic<Int>(0)
     /// Reads and queries refused because the query pool's queue was full.
     let queriesRefused = Atomic<Int>(0)
+    /// Set when shutdown begins: health says so, and refusals say `shutting_down`.
+    let stopping = Atomic<Bool>(false)
 }
 
 /// Carries out requests against the store, for a principal, never on an event loop
@@ -78,7 +80,8 @@ final class RequestRouter: Sendable {
                 return .producer(producerId: identity.producerId, epoch: identity.epoch)
             }
         case .append(let append):
-            guard principal.allows(.produce, on: append.topic) else { return reply(.failure(unauthorized(principal, .produce, append.topic))) }
+            // Ack none is never answered, not even with an error (Docs/protocol.md).
+            guard principal.allows(.produce, on: append.topic) else { return reply(append.ack == .none ? nil : .failure(unauthorized(principal, .produce, append.topic))) }
             self.append(append, reply: reply)
         case .pauliz(let query):
             guard principal.allows(.consume, on: query.topic) else { return reply(.failure(unauthorized(principal, .consume, query.topic))) }
@@ -108,7 +111,11 @@ final class RequestRouter: Sendable {
     /// Runs a read or an analytics job on the query pool, which answers through `reply`;
     /// or answers `overloaded` at once when the pool's queue is full.
     private func onQueries(_ reply: @escaping Reply, _ job: @escaping @Sendable () -> Void) {
-        if !queries.submit(job) { reply(.failure(overloaded())) }
+        if !queries.submit(job) { reply(.failure(counters.stopping.load(ordering: .relaxed) ? shuttingDown() : overloaded())) }
+    }
+
+    func shuttingDown() -> ProtocolError {
+        ProtocolError(.shuttingDown, "the server is shutting down; the request was not carried out")
     }
 
     /// The same for a job whose result is the answer.
@@ -203,7 +210,7 @@ final class RequestRouter: Sendable {
         switch result {
         case .failure(let error):
             let protocolError = protocolError(error)
-            return BatchResult(error: protocolError.code, message: protocolError.message)
+            return BatchResult(error: protocolError.code, message: protocolError.message, outcome: .noOutcome)
         case .success(let outcome):
             switch outcome {
             case .committed(let appended):
@@ -277,13 +284,11 @@ final class RequestRouter: Sendable {
         guard topic.configuration.kind == .flip else {
             return reply(.failure(ProtocolError(.invalidArgument, "topic \(request.topic) is a raw topic; Pauli-Z reads flip topics")))
         }
-        let storm = topic.configuration.storm
+        let defaults = PauliZReplay.topicDefaults(
+            topic.configuration, intervalMilliseconds: request.stormIntervalMilliseconds, enter: request.stormEnter.map(Int.init), exit: request.stormExit.map(Int.init))
         let query = PauliZQuery(
             windowMilliseconds: request.windowMilliseconds, hopMilliseconds: request.hopMilliseconds, from: request.from, to: request.to,
-            storm: StormParameters(
-                intervalMilliseconds: request.stormIntervalMilliseconds ?? storm.intervalMilliseconds,
-                enter: request.stormEnter.map(Int.init) ?? storm.enter, exit: request.stormExit.map(Int.init) ?? storm.exit),
-            polarityMap: topic.configuration.polarityMap ?? [:])
+            storm: defaults.storm, polarityMap: defaults.polarityMap)
         do throws(PauliZError) {
             try query.validate()
         } catch {
@@ -406,7 +411,14 @@ final class RequestRouter: Sendable {
             ("overloaded", Int64(statistics.overloadedCount)),
             ("clock_steps_back", Int64(statistics.clockStepBackCount)),
         ]
-        return HealthReply(status: readOnly == 0 ? "ok" : "degraded: \(readOnly) partitions are read-only", counters: list)
+        return HealthReply(status: Self.status(stopping: counters.stopping.load(ordering: .relaxed), readOnlyPartitions: readOnly), counters: list)
+    }
+
+    /// `health`'s status (Docs/protocol.md lists them): "shutting_down" once shutdown has
+    /// begun, else "degraded: N partitions are read-only" while any is, else "ok".
+    static func status(stopping: Bool, readOnlyPartitions: Int) -> String {
+        if stopping { return "shutting_down" }
+        return readOnlyPartitions == 0 ? "ok" : "degraded: \(readOnlyPartitions) partitions are read-only"
     }
 
     // MARK: Errors

@@ -133,7 +133,7 @@ struct ReplayState {
         let last = lastSequence(baseSequence, recordCount)
         /// A limit refuses the whole batch, every record, without using its sequence numbers.
         func limitReached(_ message: String) -> ProducerDecision {
-            .refused(.refused((0..<Int(recordCount)).map { RecordRefusal(index: $0, reason: .refused, message: message) }))
+            .refused(.refused((0..<Int(recordCount)).map { RecordRefusal(index: $0, reason: .wait, message: message) }))
         }
         switch registry {
         case .unknown:

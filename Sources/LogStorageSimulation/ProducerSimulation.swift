@@ -308,7 +308,7 @@ public struct ProducerSimulation {
         let expected = newest.last == Int32.max ? 0 : newest.last + 1
         if batch.first != expected { return .outcome(.outOfOrder("")) }
         if history.filter({ !$0.durable }).count >= (isFlip ? 1 : 5) {
-            return .outcome(.refused((0...Int(batch.last - batch.first)).map { RecordRefusal(index: $0, reason: .refused, message: "") }))
+            return .outcome(.refused((0...Int(batch.last - batch.first)).map { RecordRefusal(index: $0, reason: .wait, message: "") }))
         }
         return accept(batch)
     }

@@ -36,10 +36,12 @@ extension ByteBuffer {
     }
 
     /// An array count, checked against what the rest of the payload can hold (each element
-    /// is at least `elementBytesMin` bytes) and against `countMax`.
-    mutating func readWireCount(_ field: @autoclosure () -> String, elementBytesMin: Int, countMax: Int) throws(ProtocolError) -> Int {
+    /// is at least `elementBytesMin` bytes; `malformed` when it cannot) and against
+    /// `countMax` (`overLimit`: `malformed` in a reply; `invalidArgument` for a request's
+    /// count the protocol limits, as the frame itself is whole).
+    mutating func readWireCount(_ field: @autoclosure () -> String, elementBytesMin: Int, countMax: Int, overLimit: ErrorCode = .malformed) throws(ProtocolError) -> Int {
         let count = Int(try readWireInteger(UInt32.self, field()))
-        if count > countMax { throw ProtocolError(.malformed, "\(field()): \(count) elements exceed the limit of \(countMax)") }
+        if count > countMax { throw ProtocolError(overLimit, "\(field()): \(count) elements exceed the limit of \(countMax)") }
         if count * elementBytesMin > readableBytes { throw ProtocolError(.malformed, "\(field()): \(count) elements cannot fit in the \(readableBytes) bytes left") }
         return count
     }
@@ -140,14 +142,14 @@ extension Request {
             request = .describeTopic(try buffer.readWireString("describeTopic.name"))
         case .initProducer:
             let present = try buffer.readWireInteger(UInt8.self, "initProducer.hasName")
-            guard present <= 1 else { throw ProtocolError(.malformed, "initProducer.hasName must be 0 or 1") }
+            guard present <= 1 else { throw ProtocolError(.invalidArgument, "initProducer.hasName \(present) is not 0 or 1") }
             request = .initProducer(name: present == 1 ? try buffer.readWireString("initProducer.name") : nil)
         case .append:
             let topic = try buffer.readWireString("append.topic")
             let partition = try buffer.readWireInteger(UInt32.self, "append.partition")
             let rawAck = try buffer.readWireInteger(UInt8.self, "append.ack")
-            guard let ack = AppendRequest.Ack(rawValue: rawAck) else { throw ProtocolError(.malformed, "append.ack \(rawAck) is not 0, 1 or 2") }
-            let count = try buffer.readWireCount("append.batches", elementBytesMin: 4, countMax: WireLimits.appendBatchCountMax)
+            guard let ack = AppendRequest.Ack(rawValue: rawAck) else { throw ProtocolError(.invalidArgument, "append.ack \(rawAck) is not 0, 1 or 2") }
+            let count = try buffer.readWireCount("append.batches", elementBytesMin: 4, countMax: WireLimits.appendBatchCountMax, overLimit: .invalidArgument)
             var batches: [ByteBuffer] = []
             for index in 0..<count { batches.append(try buffer.readWireBytes("append.batches[\(index)]")) }
             request = .append(AppendRequest(topic: topic, partition: partition, ack: ack, batches: batches))
@@ -160,14 +162,14 @@ extension Request {
             let topic = try buffer.readWireString("listOffsets.topic")
             let partition = try buffer.readWireInteger(UInt32.self, "listOffsets.partition")
             let rawMode = try buffer.readWireInteger(UInt8.self, "listOffsets.mode")
-            guard let mode = ListOffsetsRequest.Mode(rawValue: rawMode) else { throw ProtocolError(.malformed, "listOffsets.mode \(rawMode) is not 0, 1 or 2") }
+            guard let mode = ListOffsetsRequest.Mode(rawValue: rawMode) else { throw ProtocolError(.invalidArgument, "listOffsets.mode \(rawMode) is not 0, 1 or 2") }
             request = .listOffsets(ListOffsetsRequest(topic: topic, partition: partition, mode: mode, time: try buffer.readWireInteger(Int64.self, "listOffsets.time")))
         case .pauliz:
             let topic = try buffer.readWireString("pauliz.topic")
             let window = try buffer.readWireInteger(Int64.self, "pauliz.window")
             let hop = try buffer.readWireInteger(Int64.self, "pauliz.hop")
             let flags = try buffer.readWireInteger(UInt8.self, "pauliz.flags")
-            guard flags & ~0x1F == 0 else { throw ProtocolError(.malformed, "pauliz.flags \(flags) has unknown bits") }
+            guard flags & ~0x1F == 0 else { throw ProtocolError(.invalidArgument, "pauliz.flags \(flags) sets bits above bit 4") }
             let from = try buffer.readWireInteger(Int64.self, "pauliz.from")
             let to = try buffer.readWireInteger(Int64.self, "pauliz.to")
             let interval = try buffer.readWireInteger(Int64.self, "pauliz.stormInterval")
@@ -180,7 +182,7 @@ extension Request {
             case 0 where filterText.isEmpty: filter = .all
             case 1: filter = .exact(filterText)
             case 2: filter = .prefix(filterText)
-            default: throw ProtocolError(.malformed, "pauliz.filter \(filterKind) with \(filterText.utf8.count) bytes of text is not 0 (all, no text), 1 (resource) or 2 (prefix)")
+            default: throw ProtocolError(.invalidArgument, "pauliz.filter \(filterKind) with \(filterText.utf8.count) bytes of text is not 0 (all, no text), 1 (resource) or 2 (prefix)")
             }
             request = .pauliz(PaulizRequest(
                 topic: topic, windowMilliseconds: window, hopMilliseconds: hop, from: flags & 1 != 0 ? from : nil, to: flags & 2 != 0 ? to : nil,
@@ -220,13 +222,13 @@ extension TopicInfo {
         let name = try buffer.readWireString("topic.name")
         let partitionCount = try buffer.readWireInteger(UInt32.self, "topic.partitionCount")
         let rawKind = try buffer.readWireInteger(UInt8.self, "topic.kind")
-        guard let kind = Kind(rawValue: rawKind) else { throw ProtocolError(.malformed, "topic.kind \(rawKind) is not 0 (raw) or 1 (flip)") }
+        guard let kind = Kind(rawValue: rawKind) else { throw ProtocolError(.invalidArgument, "topic.kind \(rawKind) is not 0 (raw) or 1 (flip)") }
         let createdAt = try buffer.readWireInteger(Int64.self, "topic.createdAt")
         let hasMap = try buffer.readWireInteger(UInt8.self, "topic.hasPolarityMap")
-        guard hasMap <= 1 else { throw ProtocolError(.malformed, "topic.hasPolarityMap must be 0 or 1") }
+        guard hasMap <= 1 else { throw ProtocolError(.invalidArgument, "topic.hasPolarityMap \(hasMap) is not 0 or 1") }
         var polarityMap: [(state: String, polarity: Int8)]?
         if hasMap == 1 {
-            let count = try buffer.readWireCount("topic.polarityMap", elementBytesMin: 3, countMax: WireLimits.polarityMapEntriesMax)
+            let count = try buffer.readWireCount("topic.polarityMap", elementBytesMin: 3, countMax: WireLimits.polarityMapEntriesMax, overLimit: .invalidArgument)
             var entries: [(state: String, polarity: Int8)] = []
             for index in 0..<count {
                 entries.append((try buffer.readWireString("topic.polarityMap[\(index)].state"), try buffer.readWireInteger(Int8.self, "topic.polarityMap[\(index)].polarity")))
@@ -236,7 +238,7 @@ extension TopicInfo {
         let interval = try buffer.readWireInteger(Int64.self, "topic.stormIntervalMilliseconds")
         let enter = try buffer.readWireInteger(UInt32.self, "topic.stormEnter")
         let exit = try buffer.readWireInteger(UInt32.self, "topic.stormExit")
-        let count = try buffer.readWireCount("topic.partitions", elementBytesMin: 16, countMax: Limits.topicPartitionCountMax)
+        let count = try buffer.readWireCount("topic.partitions", elementBytesMin: 16, countMax: Limits.topicPartitionCountMax, overLimit: .invalidArgument)
         var partitions: [PartitionOffsets] = []
         for index in 0..<count {
             partitions.append(PartitionOffsets(start: try buffer.readWireInteger(Int64.self, "topic.partitions[\(index)].start"), end: try buffer.readWireInteger(Int64.self, "topic.partitions[\(index)].end")))
@@ -265,7 +267,12 @@ public enum ResponsePayload {
     }
 
     public static func frame(requestId: UInt32, kind: MessageKind, _ result: Result<Reply, ProtocolError>) -> Frame {
-        Frame(requestId: requestId, kind: kind.rawValue | Frame.responseFlag, payload: encode(result))
+        frame(requestId: requestId, rawKind: kind.rawValue, result)
+    }
+
+    /// A response to a request whose kind may be unknown (or 0: no request could be read).
+    public static func frame(requestId: UInt32, rawKind: UInt16, _ result: Result<Reply, ProtocolError>) -> Frame {
+        Frame(requestId: requestId, kind: rawKind | Frame.responseFlag, payload: encode(result))
     }
 
     /// The frames that answer a request: one, or for a Pauli-Z answer larger than a frame

@@ -27,8 +27,29 @@ public struct Frame: Equatable, Sendable {
     public var isResponse: Bool { kind & Self.responseFlag != 0 }
 }
 
+/// A frame that cannot be read: its length is below the header's 6 bytes (`malformed`)
+/// or above the limit (`frameTooLarge`). The connection cannot be read further. The
+/// answer goes to the frame's request id and kind when its header is known (a frame too
+/// large: the decoder reads its 10 header bytes, never its payload), else to id 0 and
+/// kind 0 (0x8000 answered).
+public struct FrameDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var error: ProtocolError
+    public var requestId: UInt32
+    public var kind: UInt16
+
+    public init(_ error: ProtocolError, requestId: UInt32 = 0, kind: UInt16 = 0) {
+        self.error = error
+        self.requestId = requestId
+        self.kind = kind
+    }
+
+    public var description: String { "\(error) (request id \(requestId), kind \(kind))" }
+}
+
 /// Splits bytes into frames. A length below 6 or above `frameBytesMax` is an error
-/// (the connection cannot be read further); a partial frame waits for more bytes.
+/// (`FrameDecodingError`; the connection cannot be read further); a partial frame waits
+/// for more bytes. A length above the limit is refused once the header's 10 bytes are
+/// in, so the answer can name the request; the payload is never awaited or buffered.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Frame
 
@@ -40,8 +61,13 @@ public struct FrameDecoder: ByteToMessageDecoder {
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        if length < 6 { throw ProtocolError(.malformed, "frame length \(length) is shorter than a frame header") }
-        if Int(length) > frameBytesMax { throw ProtocolError(.frameTooLarge, "frame of \(length) bytes exceeds the limit of \(frameBytesMax)") }
+        if length < 6 { throw FrameDecodingError(ProtocolError(.malformed, "frame length \(length) is shorter than a frame header")) }
+        if Int(length) > frameBytesMax {
+            guard let requestId = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt32.self),
+                  let kind = buffer.getInteger(at: buffer.readerIndex + 8, as: UInt16.self) else { return .needMoreData }
+            throw FrameDecodingError(
+                ProtocolError(.frameTooLarge, "frame of \(length) bytes after its length field exceeds the limit of \(frameBytesMax)"), requestId: requestId, kind: kind)
+        }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         let requestId = buffer.readInteger(as: UInt32.self)!
@@ -54,7 +80,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         let state = try decode(context: context, buffer: &buffer)
         if state == .needMoreData && buffer.readableBytes > 0 && seenEOF {
-            throw ProtocolError(.malformed, "the connection closed in the middle of a frame (\(buffer.readableBytes) bytes)")
+            throw FrameDecodingError(ProtocolError(.malformed, "the connection closed in the middle of a frame (\(buffer.readableBytes) bytes)"))
         }
         return state
     }
@@ -77,7 +103,8 @@ public struct FrameEncoder: MessageToByteEncoder {
 
 /// The protocol's limits (Docs/protocol.md and Docs/limits.md list them).
 public enum WireLimits {
-    /// Largest frame, header included.
+    /// Largest frame: the bytes after its length field (request id, kind, payload). A
+    /// frame on the wire is at most 4 bytes more.
     public static let frameBytesMax = 8 << 20
     /// A Pauli-Z answer's part: a frame less its header and the reply's error code.
     public static let paulizPartBytesMax = frameBytesMax - 64

@@ -137,6 +137,8 @@ public struct BatchResult: Equatable, Sendable {
         case fenced = 3
         case outOfOrder = 4
         case unknownProducer = 5
+        /// The result carries an error (`BatchResult.error`), not an outcome.
+        case noOutcome = 255
 
         public var name: String {
             switch self {
@@ -146,12 +148,13 @@ public struct BatchResult: Equatable, Sendable {
             case .fenced: return "fenced"
             case .outOfOrder: return "out_of_order"
             case .unknownProducer: return "unknown_producer"
+            case .noOutcome: return "none"
             }
         }
     }
 
-    /// `.none` when the batch has an outcome; otherwise the failure (the outcome fields
-    /// are then meaningless).
+    /// `.none` when the batch has an outcome; otherwise the failure, and then the outcome
+    /// is `noOutcome`, the offsets and the append time -1.
     public var error: ErrorCode
     public var message: String
     public var outcome: Outcome

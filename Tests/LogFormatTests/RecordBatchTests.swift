@@ -106,6 +106,30 @@ final class RecordBatchTests: XCTestCase {
         expectFailure(bytes, .badLength)
     }
 
+    /// Docs/format.md: attribute bits 6 to 15 are 0, record attributes are 0, and a batch
+    /// without a producer id has no epoch or sequence either.
+    func testBitsAndFieldsLodestoneDoesNotUseMustBeZeroOrNone() throws {
+        for bits: Int16 in [0x40, 0x80, 0x100, Int16(bitPattern: 0x8000)] {
+            let bytes = withHeader(sampleBatch().encoded()) { ByteWriter.setInteger(bits, at: 21, in: &$0) }
+            expectFailure(bytes, .badRecord)
+        }
+        var withRecordAttributes = sampleBatch()
+        withRecordAttributes.records[3].attributes = 1
+        expectFailure(withRecordAttributes.encoded(), .badRecord)
+        for (epoch, sequence): (Int16, Int32) in [(0, -1), (-1, 0), (2, 40)] {
+            var anonymous = sampleBatch()
+            anonymous.producerId = -1
+            anonymous.producerEpoch = epoch
+            anonymous.baseSequence = sequence
+            expectFailure(anonymous.encoded(), .badRecord)
+        }
+        var plain = sampleBatch()
+        plain.producerId = -1
+        plain.producerEpoch = -1
+        plain.baseSequence = -1
+        XCTAssertNoThrow(try RecordBatchValidator.validate(plain.encoded()), "no producer: -1, -1, -1")
+    }
+
     func testUnsupportedCompressionIsRefused() {
         let bytes = withHeader(sampleBatch().encoded()) { ByteWriter.setInteger(Int16(1), at: 21, in: &$0) }
         expectFailure(bytes, .unsupportedCompression)

@@ -66,6 +66,8 @@ final class HostileInputTests: XCTestCase {
         bytes.writeInteger(MessageKind.hello.rawValue)
         let reply = try await client.exchangeRaw(bytes)
         XCTAssertEqual(try reply.error(for: .hello)?.code, .frameTooLarge)
+        XCTAssertEqual(reply.requestId, 1, "answered to the id in the oversized frame's header")
+        XCTAssertEqual(reply.kind, MessageKind.hello.rawValue | Frame.responseFlag)
         let closed = try await client.closedByServer()
         XCTAssertTrue(closed)
         XCTAssertEqual(counter(server, "malformed_frames"), 1)

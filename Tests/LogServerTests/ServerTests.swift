@@ -91,28 +91,6 @@ final class ServerTests: XCTestCase {
         await server.stop()
     }
 
-    /// Fifty appends sent without waiting are answered in the order they were sent.
-    func testPipelinedRequestsAreAnsweredInOrder() async throws {
-        let server = try await TestServer()
-        let connection = try await server.connect()
-        _ = try await connection.send(.createTopic(TopicInfo(name: "p", partitionCount: 1, kind: .raw)))
-        let offsets = try await withThrowingTaskGroup(of: (Int, Int64).self) { group in
-            for index in 0..<50 {
-                group.addTask {
-                    guard case .append(let results) = try await connection.send(.append(AppendRequest(topic: "p", partition: 0, ack: .durable, batches: [rawBatch(["v\(index)"])]))) else { return (index, -1) }
-                    return (index, results[0].baseOffset)
-                }
-                try await Task.sleep(for: .microseconds(200))
-            }
-            var all: [(Int, Int64)] = []
-            for try await pair in group { all.append(pair) }
-            return all.sorted { $0.0 < $1.0 }.map(\.1)
-        }
-        XCTAssertEqual(offsets, (0..<50).map(Int64.init), "each append landed in the order it was sent")
-        await connection.close()
-        await server.stop()
-    }
-
     func testALongPollFetchAnswersAsSoonAsDataIsDurable() async throws {
         let server = try await TestServer()
         let reader = try await server.connect()

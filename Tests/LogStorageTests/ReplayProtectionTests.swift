@@ -227,6 +227,7 @@ final class IdempotentProducerTests: XCTestCase {
         for (seq, box) in boxes.enumerated() { fixture.log.append(fixture.raw(producer, seq: Int32(seq), ["v"])) { box.set($0) } }
         guard case .success(.refused(let refusals))? = boxes[5].value else { return XCTFail("the sixth batch in flight is refused") }
         XCTAssertTrue(refusals[0].message.contains("at most 5 batches in flight"), refusals[0].message)
+        XCTAssertEqual(Set(refusals.map(\.reason)), [.wait], "a limit that clears: nothing used up, send it again later")
         fixture.executor.runAll()
         _ = try fixture.send(fixture.raw(producer, seq: 5, ["after"])).committed()
     }
@@ -330,6 +331,7 @@ final class ResourceFencingTests: XCTestCase {
         fixture.log.append(fixture.flip(producer, seq: 1, [event("r", epoch: 1, seq: 2)])) { second.set($0) }
         guard case .success(.refused(let refusals))? = second.value else { return XCTFail("a second flip batch in flight is refused") }
         XCTAssertTrue(refusals[0].message.contains("at most 1 batches in flight"), refusals[0].message)
+        XCTAssertEqual(Set(refusals.map(\.reason)), [.wait])
         fixture.executor.runAll()
         XCTAssertNoThrow(try XCTUnwrap(first.value).get().committed())
     }
@@ -347,6 +349,18 @@ final class ResourceFencingTests: XCTestCase {
 
     /// A zombie (the old incarnation) keeps sending after a new one started: none of its
     /// batches lands, on this partition or on one the new incarnation never wrote to.
+    /// The fencing check comes before the retry check: an old incarnation's retry of a
+    /// batch it committed is answered fenced, not duplicate (Docs/protocol.md).
+    func testAFencedIncarnationsRetryIsFencedEvenWhenItsFirstAttemptLanded() throws {
+        let fixture = try ReplayFixture(kind: .raw)
+        let old = try fixture.producer("writer")
+        _ = try fixture.send(fixture.raw(old, seq: 0, ["once"])).committed()
+        guard case .duplicate = try fixture.send(fixture.raw(old, seq: 0, ["once"])) else { return XCTFail("a retry of the current incarnation is a duplicate") }
+        _ = try fixture.producer("writer")
+        guard case .fenced = try fixture.send(fixture.raw(old, seq: 0, ["once"])) else { return XCTFail("the old incarnation's retry must be fenced") }
+        XCTAssertEqual(try fixture.values(), ["once"])
+    }
+
     func testAZombieProducerNeverLands() throws {
         let fixture = try ReplayFixture(kind: .flip)
         let zombie = try fixture.producer("controller")

@@ -28,21 +28,30 @@ final class FrameCodecTests: XCTestCase {
         XCTAssertEqual(Array(bytes.readableBytesView), [0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 0xAA])
     }
 
-    func decodeThrows(_ bytes: [UInt8], frameBytesMax: Int = WireLimits.frameBytesMax) -> ProtocolError? {
+    func decodeThrows(_ bytes: [UInt8], frameBytesMax: Int = WireLimits.frameBytesMax) -> FrameDecodingError? {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)))
         defer { _ = try? channel.finish() }
         do {
             try channel.writeInbound(ByteBuffer(bytes: bytes))
             return nil
         } catch {
-            return error as? ProtocolError
+            return error as? FrameDecodingError
         }
     }
 
     func testShortAndHugeLengthsAreRefusedBeforeAnyAllocation() {
-        XCTAssertEqual(decodeThrows([0, 0, 0, 5, 0, 0, 0, 0, 0])?.code, .malformed)
-        XCTAssertEqual(decodeThrows([0xFF, 0xFF, 0xFF, 0xFF])?.code, .frameTooLarge, "a 4 GiB claim fails at once, without waiting for it")
-        XCTAssertEqual(decodeThrows([0, 0, 0x10, 0x01], frameBytesMax: 4096)?.code, .frameTooLarge)
+        let short = decodeThrows([0, 0, 0, 5, 0, 0, 0, 0, 0])
+        XCTAssertEqual(short?.error.code, .malformed)
+        XCTAssertEqual(short?.requestId, 0, "a frame shorter than its header names no request")
+        XCTAssertEqual(short?.kind, 0)
+        XCTAssertNil(decodeThrows([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0]), "a 4 GiB claim waits for its header, not its payload")
+        let huge = decodeThrows([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 9, 0, 6])
+        XCTAssertEqual(huge?.error.code, .frameTooLarge, "a 4 GiB claim fails once its header is in")
+        XCTAssertEqual(huge?.requestId, 9, "answered to the request it names")
+        XCTAssertEqual(huge?.kind, 6)
+        XCTAssertEqual(decodeThrows([0, 0x80, 0, 1, 0, 0, 0, 1, 0, 1])?.error.code, .frameTooLarge, "8 MiB + 1 after the length field")
+        XCTAssertNil(decodeThrows([0, 0x80, 0, 0, 0, 0, 0, 1, 0, 1]), "exactly 8 MiB after the length field is a frame (waiting for its payload)")
+        XCTAssertEqual(decodeThrows([0, 0, 0x10, 0x01, 0, 0, 0, 1, 0, 1], frameBytesMax: 4096)?.error.code, .frameTooLarge)
     }
 
     func testAHalfFrameWaitsAndEOFInTheMiddleIsAnError() throws {
@@ -50,7 +59,7 @@ final class FrameCodecTests: XCTestCase {
         try channel.writeInbound(ByteBuffer(bytes: [0, 0, 0, 10, 0, 0]))
         XCTAssertNil(try channel.readInbound(as: Frame.self))
         XCTAssertThrowsError(try channel.finish()) { error in
-            XCTAssertEqual((error as? ProtocolError)?.code, .malformed)
+            XCTAssertEqual((error as? FrameDecodingError)?.error.code, .malformed)
         }
     }
 }
@@ -96,7 +105,8 @@ final class MessageCodecTests: XCTestCase {
             (.append, .success(.append([
                 BatchResult(outcome: .committed, baseOffset: 10, lastOffset: 12, appendTime: 1_764_000_000_000),
                 BatchResult(outcome: .refused, refusals: [RecordRefusal(index: 1, reason: .replayed, message: "r: (1, 2) is not after (1, 3)")]),
-                BatchResult(error: .overloaded, message: "retry later"),
+                BatchResult(error: .overloaded, message: "retry later", outcome: .noOutcome),
+                BatchResult(outcome: .refused, refusals: [RecordRefusal(index: 0, reason: .wait, message: "at most 5 batches in flight")]),
             ]))),
             (.fetch, .success(.fetch(FetchReply(logStart: 0, durableEnd: 100, nextOffset: 50, records: batch)))),
             (.listOffsets, .success(.listOffsets(ListOffsetsReply(offset: -1, start: 0, end: 9)))),
@@ -150,6 +160,44 @@ final class MessageCodecTests: XCTestCase {
         fits.writeInteger(UInt32(1000))
         XCTAssertThrowsError(try Request.decode(kind: MessageKind.append.rawValue, payload: fits)) { error in
             XCTAssertTrue((error as? ProtocolError)?.message.contains("cannot fit") ?? false, "\(error)")
+        }
+    }
+
+    /// A whole frame whose value is out of its range is `invalid_argument` (the connection
+    /// stays, Docs/protocol.md); only bytes that do not decode are `malformed`.
+    func testOutOfRangeValuesAreInvalidArgumentNotMalformed() throws {
+        func patched(_ request: Request, at offset: Int, _ byte: UInt8) -> ByteBuffer {
+            var payload = request.encodePayload()
+            payload.setInteger(byte, at: payload.readerIndex + offset)
+            return payload
+        }
+        let raw = Request.createTopic(TopicInfo(name: "t", partitionCount: 1, kind: .raw))
+        let append = Request.append(AppendRequest(topic: "t", partition: 0, ack: .durable, batches: []))
+        let offsets = Request.listOffsets(ListOffsetsRequest(topic: "t", partition: 0, mode: .earliest))
+        let pauliz = Request.pauliz(PaulizRequest(topic: "t", windowMilliseconds: 60_000, hopMilliseconds: 60_000))
+        let cases: [(String, MessageKind, ByteBuffer)] = [
+            ("topic.kind", .createTopic, patched(raw, at: 3 + 4, 2)),
+            ("topic.hasPolarityMap", .createTopic, patched(raw, at: 3 + 4 + 1 + 8, 2)),
+            ("initProducer.hasName", .initProducer, patched(.initProducer(name: nil), at: 0, 2)),
+            ("append.ack", .append, patched(append, at: 3 + 4, 3)),
+            ("listOffsets.mode", .listOffsets, patched(offsets, at: 3 + 4, 3)),
+            ("pauliz.flags", .pauliz, patched(pauliz, at: 3 + 16, 0x20)),
+            ("pauliz.filter", .pauliz, patched(pauliz, at: 3 + 16 + 1 + 24 + 8, 3)),
+        ]
+        for (field, kind, payload) in cases {
+            XCTAssertThrowsError(try Request.decode(kind: kind.rawValue, payload: payload), field) { error in
+                XCTAssertEqual((error as? ProtocolError)?.code, .invalidArgument, "\(field): \(error)")
+                XCTAssertTrue((error as? ProtocolError)?.message.contains(field) ?? false, "\(error)")
+            }
+        }
+        var tooMany = ByteBuffer()
+        tooMany.writeWireStringForTest("t")
+        tooMany.writeInteger(UInt32(0))
+        tooMany.writeInteger(UInt8(0))
+        tooMany.writeInteger(UInt32(WireLimits.appendBatchCountMax + 1))
+        for _ in 0...WireLimits.appendBatchCountMax { tooMany.writeInteger(UInt32(0)) }
+        XCTAssertThrowsError(try Request.decode(kind: MessageKind.append.rawValue, payload: tooMany)) { error in
+            XCTAssertEqual((error as? ProtocolError)?.code, .invalidArgument, "more batches than appendBatchCountMax: \(error)")
         }
     }
 
