@@ -110,8 +110,9 @@ public final class PartitionLog: Sendable {
 
     public typealias AppendCompletion = @Sendable (Result<AppendOutcome, StorageError>) -> Void
 
-    struct PendingAppend {
+    struct PendingAppend: GroupCommitItem {
         var bytes: [UInt8]
+        var byteCount: Int { bytes.count }
         /// Where the queued bytes go.
         var result: AppendResult
         /// What the append is answered on success: committed, or refused (a refusal marker).
@@ -125,15 +126,11 @@ public final class PartitionLog: Sendable {
 
     struct State {
         var segments: [SegmentState]
-        var queue = Deque<PendingAppend>()
-        var queuedBytes = 0
+        /// The write queue, the writer's scheduling, closing and failure.
+        var commit: GroupCommit<PendingAppend>
         /// Offset for the next append (assigned at enqueue).
         var nextOffset: Int64
         var lastAppendTime: Int64
-        var writerScheduled = false
-        var failure: StorageError?
-        var closing = false
-        var closed = false
         var closeCompletions: [@Sendable (Result<Void, StorageError>) -> Void] = []
         var bytesSinceCheckpoint = 0
         var statistics = PartitionStatistics()
@@ -171,7 +168,8 @@ public final class PartitionLog: Sendable {
         for index in segments.indices { segments[index].fileSize = segments[index].size }
         let last = segments[segments.count - 1]
         let lastAppendTime = segments.map(\.maxTimestamp).max() ?? -1
-        var state = State(segments: segments, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime, replay: replay)
+        let commit = GroupCommit<PendingAppend>(queuedBytesMax: environment.configuration.queuedBytesMax, queuedCountMax: environment.configuration.queuedAppendCountMax)
+        var state = State(segments: segments, commit: commit, nextOffset: last.nextOffset, lastAppendTime: lastAppendTime, replay: replay)
         if topic.kind == .flip && last.size == 0 { state.activeSummary = SegmentSummaryBuilder() }
         state.statistics.producersExpiredCount = replay.expiredProducerCount
         state.statistics.truncationCount = report.truncation == nil ? 0 : 1
@@ -487,26 +485,18 @@ public final class PartitionLog: Sendable {
         RecordBatchStamp.stamp(&stamped, baseOffset: result.baseOffset, appendTime: appendTime)
         state.nextOffset = result.lastOffset + 1
         state.lastAppendTime = appendTime
-        state.queuedBytes += stamped.count
         state.statistics.appendCount += 1
         state.statistics.appendedBytes += Int64(stamped.count)
         state.replay.admit(effects)
         let key = effects.producer.map { PendingBatchKey(producerId: $0.id, epoch: $0.batch.epoch, firstSequence: $0.batch.firstSequence) }
-        state.queue.append(PendingAppend(
+        let schedule = state.commit.enqueue(PendingAppend(
             bytes: stamped, result: result, outcome: outcome, effects: effects, key: key, ackMode: ackMode,
             completion: ackMode == .none ? nil : completion))
-        let schedule = !state.writerScheduled
-        state.writerScheduled = true
         return .queued(schedule: schedule, immediate: ackMode == .none ? outcome : nil)
     }
 
     private func refusal(_ state: State, batchBytes: Int) -> StorageError? {
-        if let failure = state.failure { return failure }
-        if state.closing || state.closed { return StorageError(.closed, "\(topic)/\(partition) is closed") }
-        if state.queuedBytes + batchBytes > configuration.queuedBytesMax || state.queue.count >= configuration.queuedAppendCountMax {
-            return StorageError(.overloaded, "\(topic)/\(partition): the write queue holds \(state.queue.count) appends, \(state.queuedBytes) bytes (limits \(configuration.queuedAppendCountMax), \(configuration.queuedBytesMax)); retry later")
-        }
-        return nil
+        state.commit.refusal(bytes: batchBytes, name: "\(topic)/\(partition)")
     }
 
     // MARK: The writer
@@ -540,13 +530,7 @@ public final class PartitionLog: Sendable {
                 return
             case .group(let group):
                 writeAndSync(group)
-                let again = state.withLock { state -> Bool in
-                    if state.queue.isEmpty && !state.closing && state.failure == nil {
-                        state.writerScheduled = false
-                        return false
-                    }
-                    return true
-                }
+                let again = state.withLock { $0.commit.groupDone() }
                 if !again { return }
             }
         }
@@ -571,36 +555,23 @@ public final class PartitionLog: Sendable {
     private func takeGroup() -> WriterStep {
         let now = clock.nowMilliseconds()
         let (step, refused, failure) = state.withLock { state -> (WriterStep, [PendingAppend], StorageError?) in
-            if let failure = state.failure {
-                let refused = Array(state.queue)
-                state.queue.removeAll()
-                state.queuedBytes = 0
-                if state.closing { return (.shutdown, refused, failure) }
-                state.writerScheduled = false
-                return (.idle, refused, failure)
-            }
-            guard let first = state.queue.first else {
-                if state.closing { return (.shutdown, [], nil) }
-                state.writerScheduled = false
-                return (.idle, [], nil)
-            }
             let active = state.active
-            let segmentBytes = Int64(configuration.segmentBytes)
-            let tooOld = active.firstTimestamp.map { now - $0 >= configuration.segmentAgeMilliseconds } ?? false
-            let tooManyOffsets = state.nextOffset - active.baseOffset > Int64(UInt32.max) - Int64(Limits.batchRecordCountMax)
-            let roll = active.size > 0 && (active.size + Int64(first.bytes.count) > segmentBytes || tooOld || tooManyOffsets)
-            let room = roll ? segmentBytes : segmentBytes - active.size
-            let budget = Int(min(Int64(configuration.groupWriteBytesMax), room))
-            var appends: [PendingAppend] = []
-            var bytes = 0
-            while let next = state.queue.first, appends.count < Limits.groupWriteAppendCountMax,
-                  appends.isEmpty || bytes + next.bytes.count <= budget {
-                appends.append(state.queue.removeFirst())
-                bytes += next.bytes.count
+            let nextOffset = state.nextOffset
+            let (step, refused) = state.commit.takeGroup { frontBytes in
+                let segmentBytes = Int64(configuration.segmentBytes)
+                let tooOld = active.firstTimestamp.map { now - $0 >= configuration.segmentAgeMilliseconds } ?? false
+                let tooManyOffsets = nextOffset - active.baseOffset > Int64(UInt32.max) - Int64(Limits.batchRecordCountMax)
+                let roll = active.size > 0 && (active.size + Int64(frontBytes) > segmentBytes || tooOld || tooManyOffsets)
+                let room = roll ? segmentBytes : segmentBytes - active.size
+                return (roll, Int(min(Int64(configuration.groupWriteBytesMax), room)))
             }
-            precondition(Int64(bytes) <= room, "a group write must fit in its segment")
-            state.queuedBytes -= bytes
-            return (.group(Group(appends: appends, bytes: bytes, roll: roll)), [], nil)
+            switch step {
+            case .idle: return (.idle, refused, state.commit.failure)
+            case .shutdown: return (.shutdown, refused, state.commit.failure)
+            case .group(let appends, let bytes, let roll):
+                precondition(Int64(bytes) <= (roll ? Int64(configuration.segmentBytes) : Int64(configuration.segmentBytes) - active.size), "a group write must fit in its segment")
+                return (.group(Group(appends: appends, bytes: bytes, roll: roll)), refused, nil)
+            }
         }
         if let failure {
             for append in refused { append.completion?(.failure(failure)) }
@@ -775,10 +746,7 @@ public final class PartitionLog: Sendable {
     private func fail(_ error: IOError, unacknowledged: [PendingAppend]) {
         let failure = StorageError(.readOnly, "\(topic)/\(partition) is read-only after a failed write: \(error)")
         let (queued, waiters) = state.withLock { state -> ([PendingAppend], [AppendCompletion]) in
-            if state.failure == nil { state.failure = failure }
-            let queued = Array(state.queue)
-            state.queue.removeAll()
-            state.queuedBytes = 0
+            let queued = state.commit.fail(failure)
             state.replay.dropPending()
             let waiters = state.waiters.values.flatMap { $0 }
             state.waiters.removeAll()
@@ -803,7 +771,7 @@ public final class PartitionLog: Sendable {
     /// closes); nil, without calling it, when that is so already. The id cancels it.
     public func notifyWhenDurable(beyond offset: Int64, _ callback: @escaping @Sendable () -> Void) -> UInt64? {
         state.withLock { state -> UInt64? in
-            if state.durableEnd > offset || state.failure != nil || state.closing || state.closed { return nil }
+            if state.durableEnd > offset || state.commit.isStopping { return nil }
             state.nextWaiterId += 1
             state.durableWaiters[state.nextWaiterId] = (offset, callback)
             return state.nextWaiterId
@@ -897,19 +865,15 @@ public final class PartitionLog: Sendable {
     /// partition failed, writes the active segment's index files and the clean-shutdown
     /// record, all synced. Then closes the files.
     public func close(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        let schedule = state.withLock { state -> Bool? in
-            if state.closed { return nil }
-            state.closeCompletions.append(completion)
-            if state.closing { return false }
-            state.closing = true
-            let schedule = !state.writerScheduled
-            state.writerScheduled = true
-            return schedule
+        let request = state.withLock { state -> GroupCommit<PendingAppend>.CloseRequest in
+            let request = state.commit.requestClose()
+            if request != .alreadyClosed { state.closeCompletions.append(completion) }
+            return request
         }
-        switch schedule {
-        case nil: completion(.success(()))
-        case true?: scheduleWriter()
-        case false?: break
+        switch request {
+        case .alreadyClosed: completion(.success(()))
+        case .scheduleWriter: scheduleWriter()
+        case .writerWillSee: break
         }
     }
 
@@ -921,7 +885,7 @@ public final class PartitionLog: Sendable {
     }
 
     private func finishClose() {
-        let (segments, failure) = state.withLock { ($0.segments, $0.failure) }
+        let (segments, failure) = state.withLock { ($0.segments, $0.commit.failure) }
         var result: Result<Void, StorageError> = .success(())
         if failure == nil {
             let active = segments[segments.count - 1]
@@ -939,8 +903,7 @@ public final class PartitionLog: Sendable {
         }
         for segment in segments { try? segment.handle.file.close() }
         let completions = state.withLock { state -> [@Sendable (Result<Void, StorageError>) -> Void] in
-            state.closed = true
-            state.writerScheduled = false
+            state.commit.finishedClosing()
             defer { state.closeCompletions = [] }
             return state.closeCompletions
         }
@@ -957,7 +920,7 @@ public final class PartitionLog: Sendable {
     public var statistics: PartitionStatistics { state.withLock { $0.statistics } }
 
     /// Why the partition is read-only, if it is.
-    public var failure: StorageError? { state.withLock { $0.failure } }
+    public var failure: StorageError? { state.withLock { $0.commit.failure } }
 
     /// Where a read goes: the segment holding the offset and those after it, with how far
     /// each may be read (its synced size).
@@ -968,7 +931,7 @@ public final class PartitionLog: Sendable {
 
     private func plan(from offset: Int64) throws(StorageError) -> ReadPlan? {
         try state.withLock { (state) throws(StorageError) -> ReadPlan? in
-            if state.closed { throw StorageError(.closed, "\(topic)/\(partition) is closed") }
+            if state.commit.lifecycle == .closed { throw StorageError(.closed, "\(topic)/\(partition) is closed") }
             if offset < state.startOffset || offset > state.nextOffset {
                 throw StorageError(.offsetOutOfRange, "\(topic)/\(partition): offset \(offset) is outside \(state.startOffset)...\(state.nextOffset)")
             }
@@ -1014,7 +977,7 @@ public final class PartitionLog: Sendable {
     /// no synced batch is that late.
     public func offset(atOrAfterTime time: Int64) throws(StorageError) -> Int64? {
         let found = try state.withLock { (state) throws(StorageError) -> (SegmentHandle, Int64, Int64, Int64)? in
-            if state.closed { throw StorageError(.closed, "\(topic)/\(partition) is closed") }
+            if state.commit.lifecycle == .closed { throw StorageError(.closed, "\(topic)/\(partition) is closed") }
             guard let segment = state.segments.first(where: { $0.durableMaxTimestamp >= time }) else { return nil }
             let start = segment.startPosition(forTime: time)
             return (segment.handle, start.position, start.offset, segment.durableSize)
