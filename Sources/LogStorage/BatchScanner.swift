@@ -189,26 +189,3 @@ func endOfWrittenData(_ file: any StorageFile, from: Int64, to: Int64) throws(IO
     }
     return from
 }
-
-/// What follows the last valid batch of the last segment after an unclean stop.
-enum TailVerdict: Equatable {
-    /// Nothing: the file ends at the last valid batch.
-    case none
-    /// Only zeros: pre-written space, trimmed at the next open. Not a tear.
-    case zeros(from: Int64)
-    /// Non-zero bytes within the torn-tail window: the unsynced last group write, cut at
-    /// the next open.
-    case torn(from: Int64, writtenEnd: Int64)
-    /// Non-zero bytes reaching further back than one group write: synced data is damaged.
-    case corruption(at: Int64, writtenEnd: Int64)
-
-    /// Classifies the bytes from `invalidPosition` (the first invalid batch, or nil when
-    /// the scan reached the file's end) to `fileSize`.
-    static func classify(file: any StorageFile, invalidPosition: Int64?, fileSize: Int64, window: Int64) throws(IOError) -> TailVerdict {
-        guard let position = invalidPosition else { return .none }
-        let writtenEnd = try endOfWrittenData(file, from: position, to: fileSize)
-        if writtenEnd <= position { return .zeros(from: position) }
-        if writtenEnd - position <= window { return .torn(from: position, writtenEnd: writtenEnd) }
-        return .corruption(at: position, writtenEnd: writtenEnd)
-    }
-}

@@ -26,10 +26,9 @@ public final class DirectoryReader {
         public var directory: String
         public var segments: [SegmentFile]
         /// The partition was shut down cleanly: its last segment ends at its last batch.
-        public var cleanShutdown: Bool
-        /// The span of the last group write: invalid bytes within it at the end of an
-        /// uncleanly stopped partition are a torn tail, not corruption.
-        var tornTailWindow: Int64
+        public var cleanShutdown: Bool { lastRole == .lastAfterCleanShutdown }
+        /// What the last segment's damage can mean (`RecoveryPlan`, as open decides).
+        var lastRole: RecoveryPlan.Role
         public var bytes: Int64 { segments.reduce(0) { $0 + $1.size } }
     }
 
@@ -72,7 +71,8 @@ public final class DirectoryReader {
         silent.logLevel = .critical
         let state = PartitionRecovery.readStateFile(directory: partitionDirectory, fileIO: fileIO, logger: silent)
         var segments: [SegmentFile] = []
-        for base in names.compactMap({ SegmentFileName.parse($0).flatMap { $0.kind == .log ? $0.baseOffset : nil } }).sorted() {
+        let bases = names.compactMap({ SegmentFileName.parse($0).flatMap { $0.kind == .log ? $0.baseOffset : nil } }).sorted()
+        for base in bases {
             let path = joinPath(partitionDirectory, SegmentFileName.name(baseOffset: base, kind: .log))
             do {
                 let file = try fileIO.open(path, mode: .readOnly)
@@ -83,8 +83,8 @@ public final class DirectoryReader {
             }
         }
         return PartitionFiles(
-            topic: topic, partition: partition, directory: partitionDirectory, segments: segments, cleanShutdown: state?.clean == true,
-            tornTailWindow: Int64(state?.groupWriteBytesMax ?? Limits.groupWriteBytesMax))
+            topic: topic, partition: partition, directory: partitionDirectory, segments: segments,
+            lastRole: RecoveryPlan.role(index: bases.count - 1, count: bases.count, stateFile: state))
     }
 
     /// The summary of a sealed flip segment, nil when it has none that can be trusted
@@ -117,21 +117,18 @@ public final class DirectoryReader {
                 try scanner.withBatchBytes(batch) { try body(batch.header, $0) }
                 nextOffset = batch.header.nextOffset
             case .invalid(let position, let reason):
-                if isLast && !partition.cleanShutdown {
-                    let verdict: TailVerdict
-                    do {
-                        verdict = try TailVerdict.classify(file: file, invalidPosition: position, fileSize: segment.size, window: partition.tornTailWindow)
-                    } catch {
-                        throw StorageError.io(error, "reading \(segment.path)")
-                    }
-                    switch verdict {
-                    case .none, .zeros, .torn:
-                        return SegmentEnd(nextOffset: nextOffset, unreadBytes: segment.size - position)
-                    case .corruption:
-                        break
-                    }
+                let end: RecoveryPlan.End
+                do {
+                    end = try PartitionRecovery.judgeEnd(role: isLast ? partition.lastRole : .sealed, file: file, invalid: (position, reason), fileSize: segment.size)
+                } catch {
+                    throw StorageError.io(error, "reading \(segment.path)")
                 }
-                throw StorageError(.corruption, "\(segment.path): invalid batch at byte \(position): \(reason); `lodestone check` reports more")
+                switch end {
+                case .intact, .preWrittenZeros, .tornTail:
+                    return SegmentEnd(nextOffset: nextOffset, unreadBytes: segment.size - position)
+                case .corruption(_, let because):
+                    throw StorageError(.corruption, "\(segment.path): invalid batch at byte \(position): \(reason) (\(because)); `lodestone check` reports more")
+                }
             }
         }
     }

@@ -30,16 +30,17 @@ public struct RecoveryReport: Sendable, Equatable {
     public var preallocatedBytesTrimmed: Int64 = 0
 }
 
-/// Opens a partition directory and decides what its files mean (design decision 6).
+/// Opens a partition directory and acts on what `RecoveryPlan` decides its files mean
+/// (design decision 6); `lodestone check` and `DirectoryReader` act on the same plan.
 ///
 /// Facts it rests on: at most one group write is unsynced at any moment, and it is at
 /// most `groupWriteBytesMax` bytes (the value recorded in `partition.state` for the run
-/// that wrote it, or the configured one if larger); a segment is fully synced before the
+/// that wrote it, recorded before its first append); a segment is fully synced before the
 /// next one is created; index files are derived and carry a checksum and the span of the
 /// log they cover, written only for synced data, so the active segment's index coverage
 /// is its recovery point.
 ///
-/// Decision table (p: position of the first invalid batch; e: the end of written data,
+/// Decision table, `RecoveryPlan`'s rules (p: position of the first invalid batch; e: the end of written data,
 /// the position after the last non-zero byte of the `.log` file, since the active segment
 /// carries pre-written zeros ahead of its data):
 ///
@@ -67,41 +68,46 @@ enum PartitionRecovery {
         var cut: Int64?
     }
 
-    /// Reads the directory and decides; changes nothing on disk. `writable` opens the last
-    /// segment for writing (for `open`); `check` opens everything read-only.
+    /// Reads the directory and applies the plan; changes nothing on disk. `writable` opens
+    /// the last segment for writing.
     static func analyze(
         directory: String, fileIO: any FileIO, configuration: StorageConfiguration, writable: Bool, logger: Logger
     ) throws(StorageError) -> Outcome {
         let bases = try segmentBaseOffsets(directory: directory, fileIO: fileIO)
         let stateFile = readStateFile(directory: directory, fileIO: fileIO, logger: logger)
-        let clean = stateFile?.clean == true
-        let window = Int64(max(configuration.groupWriteBytesMax, stateFile?.groupWriteBytesMax ?? Limits.groupWriteBytesMax))
-        var report = RecoveryReport(cleanShutdown: clean, segmentCount: bases.count, recoveryStartPosition: 0, scannedBytes: 0, truncation: nil, rebuiltIndexes: [])
+        var report = RecoveryReport(cleanShutdown: stateFile?.clean == true, segmentCount: bases.count, recoveryStartPosition: 0, scannedBytes: 0, truncation: nil, rebuiltIndexes: [])
         var segments: [SegmentState] = []
         var truncation: RecoveryReport.Truncation?
         var cut: Int64?
         var previousTimestamp = Int64.min
         for (index, base) in bases.enumerated() {
-            let isLast = index == bases.count - 1
-            let handle = try openSegment(directory: directory, baseOffset: base, writable: writable && isLast, fileIO: fileIO)
-            if let previous = segments.last, previous.nextOffset != base {
-                throw StorageError(.corruption, "\(handle.logPath): segment starts at offset \(base) but the previous segment ends at offset \(previous.nextOffset)")
+            let role = RecoveryPlan.role(index: index, count: bases.count, stateFile: stateFile)
+            let handle = try openSegment(directory: directory, baseOffset: base, writable: writable && role != .sealed, fileIO: fileIO)
+            if let gap = RecoveryPlan.continuity(previousNextOffset: segments.last?.nextOffset, baseOffset: base) {
+                throw StorageError(.corruption, "\(handle.logPath): \(gap)")
             }
-            var segment: SegmentState
-            if !isLast {
-                (segment, _) = try loadSealed(handle, fileIO: fileIO, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
-            } else if clean {
-                segment = try loadCleanLast(handle, fileIO: fileIO, stateFile: stateFile!, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
-            } else {
-                (segment, truncation, cut) = try loadUncleanLast(handle, fileIO: fileIO, window: window, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
+            var (segment, size, end, invalidReason) = try loadSegment(handle, role: role, fileIO: fileIO, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
+            switch end {
+            case .intact:
+                break
+            case .preWrittenZeros(let from):
+                report.preallocatedBytesTrimmed = size - from
+                cut = from
+            case .tornTail(let from, let writtenEnd):
+                truncation = RecoveryReport.Truncation(
+                    segmentBaseOffset: base, position: from, droppedBytes: size - from,
+                    nextOffset: segment.nextOffset, reason: "\(invalidReason ?? "an invalid batch"); \(writtenEnd - from) bytes were written after it")
+                cut = from
+            case .corruption:
+                preconditionFailure("loadSegment throws on corruption")
             }
-            if isLast { segment.firstTimestamp = try firstTimestamp(of: segment) }
+            if role != .sealed { segment.firstTimestamp = try firstTimestamp(of: segment) }
             previousTimestamp = max(previousTimestamp, segment.maxTimestamp)
             segments.append(segment)
         }
-        if clean, let stateFile, let last = segments.last,
-           stateFile.lastSegmentBaseOffset != last.baseOffset || stateFile.nextOffset != last.nextOffset || stateFile.endPosition != last.size {
-            throw StorageError(.corruption, "\(last.handle.logPath): the clean-shutdown record says the log ends at offset \(stateFile.nextOffset), position \(stateFile.endPosition) of segment \(stateFile.lastSegmentBaseOffset), but the files end at offset \(last.nextOffset), position \(last.size)")
+        if let last = segments.last,
+           let mismatch = RecoveryPlan.cleanEnd(stateFile: stateFile, lastBaseOffset: last.baseOffset, nextOffset: last.nextOffset, size: last.size) {
+            throw StorageError(.corruption, "\(last.handle.logPath): \(mismatch)")
         }
         report.truncation = truncation
         return Outcome(segments: segments, report: report, truncation: truncation, cut: cut)
@@ -152,102 +158,70 @@ enum PartitionRecovery {
         return size
     }
 
-    /// A sealed segment: its index files when they are valid and cover it whole, else a
-    /// rebuild by reading it, in which any invalid batch is corruption.
-    private static func loadSealed(
-        _ handle: SegmentHandle, fileIO: any FileIO, previousTimestamp: Int64, configuration: StorageConfiguration, report: inout RecoveryReport
-    ) throws(StorageError) -> (SegmentState, Bool) {
-        let size = try fileSize(handle)
-        if var segment = loadIndexes(handle, fileIO: fileIO), segment.size == size, size > 0 {
-            segment.isSealed = true
-            return (segment, false)
-        }
-        var segment = SegmentState(handle: handle)
-        let scan = try scan(&segment, from: 0, to: size, previousTimestamp: previousTimestamp, configuration: configuration)
-        if let invalid = scan.invalid {
-            throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(invalid.position): \(invalid.reason) (in a sealed segment, whose data was synced)")
-        }
-        if size == 0 {
-            throw StorageError(.corruption, "\(handle.logPath): a sealed segment is empty")
-        }
-        segment.isSealed = true
-        report.rebuiltIndexes.append(handle.baseOffset)
-        return (segment, true)
-    }
-
-    /// The last segment after a clean shutdown: the index must cover the file exactly and
-    /// its last batch must be valid; when the index is unusable, a full re-read in which any
-    /// invalid batch is corruption.
-    private static func loadCleanLast(
-        _ handle: SegmentHandle, fileIO: any FileIO, stateFile: PartitionStateFile, previousTimestamp: Int64,
+    /// One segment, as the plan says for its role: its index files when they cover it,
+    /// else a re-read (from the recovery point, or from the start to rebuild them); what
+    /// follows its last valid batch is judged by the plan, and corruption is thrown.
+    private static func loadSegment(
+        _ handle: SegmentHandle, role: RecoveryPlan.Role, fileIO: any FileIO, previousTimestamp: Int64,
         configuration: StorageConfiguration, report: inout RecoveryReport
-    ) throws(StorageError) -> SegmentState {
+    ) throws(StorageError) -> (SegmentState, size: Int64, RecoveryPlan.End, invalidReason: String?) {
         let size = try fileSize(handle)
-        if let segment = loadIndexes(handle, fileIO: fileIO) {
-            if segment.size != size {
-                throw StorageError(.corruption, "\(handle.logPath): after a clean shutdown the log should end at byte \(segment.size), but the file holds \(size) bytes")
-            }
-            if segment.lastBatchPosition >= 0 {
-                var scanner = BatchScanner(file: handle.file, from: segment.lastBatchPosition, offset: nil, endPosition: size, chunkBytes: 64 << 10)
-                let step: BatchScanner.Step
-                do { step = try scanner.next() } catch { throw StorageError.io(error, "reading the last batch") }
-                guard case .batch(let batch) = step, batch.end == size, batch.header.nextOffset == segment.nextOffset else {
-                    let reason: String
-                    if case .invalid(_, let why) = step { reason = why } else { reason = "it does not end the log" }
-                    throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(segment.lastBatchPosition): \(reason) (the last batch, after a clean shutdown)")
-                }
-            }
-            return segment
-        }
-        var segment = SegmentState(handle: handle)
-        let scan = try scan(&segment, from: 0, to: size, previousTimestamp: previousTimestamp, configuration: configuration)
-        if let invalid = scan.invalid {
-            throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(invalid.position): \(invalid.reason) (after a clean shutdown nothing can be torn)")
-        }
-        report.rebuiltIndexes.append(handle.baseOffset)
-        report.scannedBytes = size
-        return segment
-    }
-
-    /// The last segment after an unclean stop: re-read from the recovery point to the end;
-    /// past the last valid batch, zeros are pre-written space, non-zero bytes within the
-    /// window a torn tail, non-zero bytes reaching further back corruption.
-    private static func loadUncleanLast(
-        _ handle: SegmentHandle, fileIO: any FileIO, window: Int64, previousTimestamp: Int64,
-        configuration: StorageConfiguration, report: inout RecoveryReport
-    ) throws(StorageError) -> (SegmentState, RecoveryReport.Truncation?, cut: Int64?) {
-        let size = try fileSize(handle)
+        let indexed = loadIndexes(handle, fileIO: fileIO)
         var segment: SegmentState
-        var start = previousTimestamp
-        if let loaded = loadIndexes(handle, fileIO: fileIO), loaded.size <= size {
-            segment = loaded
-            start = loaded.maxTimestamp >= 0 ? loaded.maxTimestamp : previousTimestamp
-        } else {
-            segment = SegmentState(handle: handle)
-            if size > 0 { report.rebuiltIndexes.append(handle.baseOffset) }
+        switch RecoveryPlan.start(role: role, fileSize: size, indexCoverage: indexed?.size) {
+        case .corruption(let why):
+            throw StorageError(.corruption, "\(handle.logPath): \(why)")
+        case .useIndexes(let verifyLastBatch):
+            segment = indexed!
+            if verifyLastBatch { try verifyLastBatchEnds(segment, size: size) }
+        case .read(let from, let rebuildIndexes):
+            segment = (rebuildIndexes ? nil : indexed) ?? SegmentState(handle: handle)
+            if rebuildIndexes { report.rebuiltIndexes.append(handle.baseOffset) }
+            if role != .sealed {
+                report.recoveryStartPosition = from
+                report.scannedBytes = size - from
+            }
+            let start = segment.maxTimestamp >= 0 ? segment.maxTimestamp : previousTimestamp
+            let scan = try scan(&segment, from: from, to: size, previousTimestamp: start, configuration: configuration)
+            let end: RecoveryPlan.End
+            do {
+                end = try judgeEnd(role: role, file: handle.file, invalid: scan.invalid, fileSize: size)
+            } catch {
+                throw StorageError.io(error, "reading the end of \(handle.logPath)")
+            }
+            if case .corruption(let at, let because) = end {
+                throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(at): \(scan.invalid!.reason) (\(because))")
+            }
+            if role == .sealed { segment.isSealed = true }
+            // Read from the recovery point, the scan saw the segment's first batch only
+            // when it started at 0; `firstTimestamp(of:)` reads it otherwise.
+            if from > 0 { segment.firstTimestamp = nil }
+            return (segment, size, end, scan.invalid?.reason)
         }
-        report.recoveryStartPosition = segment.size
-        let scan = try scan(&segment, from: segment.size, to: size, previousTimestamp: start, configuration: configuration)
-        report.scannedBytes = size - report.recoveryStartPosition
-        let verdict: TailVerdict
-        do {
-            verdict = try TailVerdict.classify(file: handle.file, invalidPosition: scan.invalid?.position, fileSize: size, window: window)
-        } catch {
-            throw StorageError.io(error, "reading the end of the last segment")
-        }
-        switch verdict {
-        case .none:
-            return (segment, nil, nil)
-        case .zeros(let position):
-            report.preallocatedBytesTrimmed = size - position
-            return (segment, nil, position)
-        case .torn(let position, let writtenEnd):
-            let truncation = RecoveryReport.Truncation(
-                segmentBaseOffset: handle.baseOffset, position: position, droppedBytes: size - position,
-                nextOffset: segment.nextOffset, reason: "\(scan.invalid!.reason); \(writtenEnd - position) bytes were written after it")
-            return (segment, truncation, position)
-        case .corruption(let position, let writtenEnd):
-            throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(position): \(scan.invalid!.reason) (data was written up to byte \(writtenEnd), \(writtenEnd - position) bytes after it, more than one group write of at most \(window) bytes, so it was synced)")
+        if role == .sealed { segment.isSealed = true }
+        return (segment, size, .intact, nil)
+    }
+
+    /// The plan's verdict on what follows the last valid batch, reading where written data
+    /// ends only when the role needs it: the one read the plan asks of every caller.
+    static func judgeEnd(
+        role: RecoveryPlan.Role, file: any StorageFile, invalid: (position: Int64, reason: String)?, fileSize: Int64
+    ) throws(IOError) -> RecoveryPlan.End {
+        var writtenEnd: Int64?
+        if let invalid, role.mayHaveTornTail { writtenEnd = try endOfWrittenData(file, from: invalid.position, to: fileSize) }
+        return RecoveryPlan.end(role: role, invalidAt: invalid?.position, writtenEnd: writtenEnd)
+    }
+
+    /// After a clean shutdown the index names the last batch: it must be valid and end the file.
+    private static func verifyLastBatchEnds(_ segment: SegmentState, size: Int64) throws(StorageError) {
+        guard segment.lastBatchPosition >= 0 else { return }
+        var scanner = BatchScanner(file: segment.handle.file, from: segment.lastBatchPosition, offset: nil, endPosition: size, chunkBytes: 64 << 10)
+        let step: BatchScanner.Step
+        do { step = try scanner.next() } catch { throw StorageError.io(error, "reading the last batch") }
+        guard case .batch(let batch) = step, batch.end == size, batch.header.nextOffset == segment.nextOffset else {
+            let reason: String
+            if case .invalid(_, let why) = step { reason = why } else { reason = "it does not end the log" }
+            throw StorageError(.corruption, "\(segment.handle.logPath): invalid batch at byte \(segment.lastBatchPosition): \(reason) (the last batch, after a clean shutdown)")
         }
     }
 

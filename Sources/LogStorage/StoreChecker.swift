@@ -20,10 +20,15 @@ public enum StoreChecker {
         /// Byte position in the file, when the finding is about one.
         public var position: Int64?
         public var message: String
+        /// The recovery plan refuses the partition for this, so the next open will (both act
+        /// on `RecoveryPlan`). Other corruption lies in data open trusts by its index files:
+        /// reads meet it, and open too when it lies where replay protection is rebuilt from
+        /// (the log after the newest snapshot).
+        public var refusesOpen = false
 
         public var description: String {
             let place = position.map { "\(path) byte \($0)" } ?? path
-            return "\(isFault ? "FAULT" : "note"): \(place): \(message)"
+            return "\(isFault ? "FAULT" : "note"): \(place): \(message)\(refusesOpen ? "; the next open refuses the partition" : "")"
         }
     }
 
@@ -132,29 +137,34 @@ public enum StoreChecker {
         summary.cleanShutdown = state?.clean == true
         summary.segmentCount = bases.count
         summary.startOffset = bases.first ?? 0
-        let window = Int64(state?.groupWriteBytesMax ?? Limits.groupWriteBytesMax)
         var expectedOffset: Int64? = bases.first
         var previousTimestamp = Int64.min
         for (index, base) in bases.enumerated() {
             let path = joinPath(directory, SegmentFileName.name(baseOffset: base, kind: .log))
-            if let expected = expectedOffset, expected != base {
-                findings.append(Finding(isFault: true, path: path, message: "segment starts at offset \(base) but the previous segment ends at offset \(expected)"))
+            if let gap = RecoveryPlan.continuity(previousNextOffset: expectedOffset, baseOffset: base) {
+                findings.append(Finding(isFault: true, path: path, message: gap, refusesOpen: true))
             }
-            let isLast = index == bases.count - 1
-            let scan = checkSegment(path: path, directory: directory, baseOffset: base, isLast: isLast, isFlip: isFlip, state: state, window: window,
+            let role = RecoveryPlan.role(index: index, count: bases.count, stateFile: state)
+            let scan = checkSegment(path: path, directory: directory, baseOffset: base, role: role, isFlip: isFlip,
                                     previousTimestamp: previousTimestamp, fileIO: fileIO, summary: &summary, findings: &findings)
             // After corruption the segment's true end is unknown: judge the next from its own start.
             expectedOffset = scan.complete ? scan.nextOffset : nil
             previousTimestamp = scan.complete ? scan.lastTimestamp : Int64.min
             summary.nextOffset = scan.nextOffset
+            if role != .sealed && scan.complete,
+               let mismatch = RecoveryPlan.cleanEnd(stateFile: state, lastBaseOffset: base, nextOffset: scan.nextOffset, size: scan.end) {
+                findings.append(Finding(isFault: true, path: path, message: mismatch, refusesOpen: true))
+            }
         }
     }
 
-    /// Scans one segment; returns where it ends.
+    /// Scans one segment whole; returns where its valid batches end. Damage is judged by
+    /// `RecoveryPlan` for the segment's role, as open judges it; corruption in the part of
+    /// the file the plan has open read (given the index files) is marked `refusesOpen`.
     static func checkSegment(
-        path: String, directory: String, baseOffset: Int64, isLast: Bool, isFlip: Bool = false, state: PartitionStateFile?, window: Int64,
+        path: String, directory: String, baseOffset: Int64, role: RecoveryPlan.Role, isFlip: Bool = false,
         previousTimestamp: Int64, fileIO: any FileIO, summary: inout PartitionSummary, findings: inout [Finding]
-    ) -> (nextOffset: Int64, lastTimestamp: Int64, complete: Bool) {
+    ) -> (nextOffset: Int64, lastTimestamp: Int64, end: Int64, complete: Bool) {
         let file: any StorageFile
         let size: Int64
         do {
@@ -162,10 +172,27 @@ public enum StoreChecker {
             size = try file.size()
         } catch {
             findings.append(Finding(isFault: true, path: path, message: "\(error)"))
-            return (baseOffset, previousTimestamp, false)
+            return (baseOffset, previousTimestamp, 0, false)
         }
         defer { try? file.close() }
-        var segment = SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
+        let handle = SegmentHandle(directory: directory, baseOffset: baseOffset, file: file)
+        let indexed = PartitionRecovery.loadIndexes(handle, fileIO: fileIO)
+        let start = RecoveryPlan.start(role: role, fileSize: size, indexCoverage: indexed?.size)
+        if case .corruption(let why) = start {
+            findings.append(Finding(isFault: true, path: path, message: why, refusesOpen: true))
+        }
+        /// Whether the plan has open read the byte at `position`: from its read start on,
+        /// the last batch it verifies after a clean shutdown, the first batch of the last
+        /// segment (its age decides the next roll).
+        func openReads(_ position: Int64) -> Bool {
+            if role != .sealed && position == 0 { return true }
+            switch start {
+            case .corruption: return true
+            case .read(let from, _): return position >= from
+            case .useIndexes(let verifyLastBatch): return verifyLastBatch && position >= (indexed?.lastBatchPosition ?? 0)
+            }
+        }
+        var segment = SegmentState(handle: handle)
         var batchStarts: [Int64: (offset: Int64, time: Int64)] = [:]
         var scanner = BatchScanner(file: file, from: 0, offset: baseOffset, endPosition: size, previousTimestamp: previousTimestamp)
         var readWhole = true
@@ -180,24 +207,26 @@ public enum StoreChecker {
             case .end:
                 break scan
             case .invalid(let position, let reason):
-                let verdict = isLast && state?.clean != true
-                    ? ((try? TailVerdict.classify(file: file, invalidPosition: position, fileSize: size, window: window)) ?? .corruption(at: position, writtenEnd: size))
-                    : .corruption(at: position, writtenEnd: size)
-                switch verdict {
-                case .none:
+                let end: RecoveryPlan.End
+                do {
+                    end = try PartitionRecovery.judgeEnd(role: role, file: file, invalid: (position, reason), fileSize: size)
+                } catch {
+                    end = .corruption(at: position, because: "the end of written data could not be read: \(error)")
+                }
+                switch end {
+                case .intact:
                     break
-                case .zeros(let from):
+                case .preWrittenZeros(let from):
                     findings.append(Finding(isFault: false, path: path, position: from, message: "\(size - from) bytes of pre-written zeros after the last batch; the next open trims them"))
-                case .torn(let from, let writtenEnd):
+                case .tornTail(let from, let writtenEnd):
                     findings.append(Finding(isFault: false, path: path, position: from, message: "torn tail of \(size - from) bytes (\(reason); written up to byte \(writtenEnd)); the next open truncates it, nothing there was acknowledged as durable"))
-                case .corruption(let at, let writtenEnd):
-                    let context = isLast && state?.clean != true ? " (data was written up to byte \(writtenEnd), beyond one group write)" : ""
-                    findings.append(Finding(isFault: true, path: path, position: at, message: "invalid batch: \(reason)\(context)"))
+                case .corruption(let at, let because):
+                    findings.append(Finding(isFault: true, path: path, position: at, message: "invalid batch: \(reason) (\(because))", refusesOpen: openReads(at)))
                     readWhole = false
                 }
                 break scan
             case .batch(let batch):
-                if isFlip && !isLast { contents.add(scanner, batch) }
+                if isFlip && role == .sealed { contents.add(scanner, batch) }
                 batchStarts[batch.position] = (batch.header.baseOffset, batch.header.maxTimestamp)
                 summary.batchCount += 1
                 summary.recordCount += Int64(batch.header.recordCount)
@@ -208,27 +237,30 @@ public enum StoreChecker {
         }
         segment.markDurable()
         // Past corruption the log's batches are unknown, so the indexes cannot be judged.
-        if readWhole { checkIndexes(segment: segment, batchStarts: batchStarts, isLast: isLast, clean: state?.clean == true, fileIO: fileIO, findings: &findings) }
-        if readWhole && isFlip && !isLast { contents.check(directory: directory, baseOffset: baseOffset, fileIO: fileIO, findings: &findings) }
-        return (segment.nextOffset, max(previousTimestamp, segment.maxTimestamp), readWhole)
+        if readWhole { checkIndexes(segment: segment, indexed: indexed, start: start, role: role, batchStarts: batchStarts, findings: &findings) }
+        if readWhole && isFlip && role == .sealed { contents.check(directory: directory, baseOffset: baseOffset, fileIO: fileIO, findings: &findings) }
+        return (segment.nextOffset, max(previousTimestamp, segment.maxTimestamp), segment.size, readWhole)
     }
 
     /// Index files must agree with the batches the scan found: every entry at a batch
     /// start with that batch's offset and time, the coverage at a batch boundary with the
-    /// offsets and time found there.
+    /// offsets and time found there. `start` is what the plan makes of them at open.
     static func checkIndexes(
-        segment: SegmentState, batchStarts: [Int64: (offset: Int64, time: Int64)], isLast: Bool, clean: Bool,
-        fileIO: any FileIO, findings: inout [Finding]
+        segment: SegmentState, indexed: SegmentState?, start: RecoveryPlan.Start, role: RecoveryPlan.Role,
+        batchStarts: [Int64: (offset: Int64, time: Int64)], findings: inout [Finding]
     ) {
         let handle = segment.handle
-        let sealedOrClean = !isLast || clean
-        guard let loaded = PartitionRecovery.loadIndexes(handle, fileIO: fileIO) else {
+        // Sealed segments and the last one after a clean shutdown had their indexes
+        // written and synced: damage there is a fault, though open rebuilds them.
+        let synced = !role.mayHaveTornTail
+        guard let loaded = indexed else {
             let message = "index files are missing or fail their checksum; the next open rebuilds them"
-            findings.append(Finding(isFault: sealedOrClean && segment.size > 0, path: handle.indexPath, message: message))
+            findings.append(Finding(isFault: synced && segment.size > 0, path: handle.indexPath, message: message))
             return
         }
+        if case .corruption = start { return }  // reported with the segment: open refuses
         var problems: [String] = []
-        if sealedOrClean && loaded.size != segment.size {
+        if case .read(_, rebuildIndexes: true) = start {
             problems.append("they cover \(loaded.size) bytes of a \(segment.size)-byte segment")
         }
         if loaded.size > segment.size {
@@ -255,7 +287,9 @@ public enum StoreChecker {
             }
         }
         if !problems.isEmpty {
-            findings.append(Finding(isFault: true, path: handle.indexPath, message: "index files disagree with the log: " + problems.joined(separator: "; ") + "; the next open rebuilds them"))
+            let remedy: String
+            if case .read(_, rebuildIndexes: true) = start { remedy = "the next open rebuilds them" } else { remedy = "the next open would trust them: delete them and it rebuilds them" }
+            findings.append(Finding(isFault: true, path: handle.indexPath, message: "index files disagree with the log: " + problems.joined(separator: "; ") + "; " + remedy))
         }
     }
 }

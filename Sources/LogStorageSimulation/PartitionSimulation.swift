@@ -356,6 +356,9 @@ public struct PartitionSimulation {
     }
 
     mutating func reopen(expectClean: Bool?) throws(SimulationError) {
+        // `lodestone check` before the open predicts it (both act on `RecoveryPlan`): a
+        // partition that opens has no finding that refuses an open.
+        let (_, before) = StoreChecker.checkPartition(directory: Self.directory, topic: "topic", partition: 0, fileIO: disk)
         let opened: PartitionLog
         do {
             opened = try PartitionLog.open(
@@ -363,6 +366,7 @@ public struct PartitionSimulation {
         } catch {
             throw SimulationError("reopen failed: \(error)")
         }
+        try require(!before.contains(where: \.refusesOpen), "check said the open would be refused, but it succeeded: \(before)")
         let report = opened.recoveryReport
         if let expectClean { try require(report.cleanShutdown == expectClean, "recovery says clean shutdown = \(report.cleanShutdown), expected \(expectClean)") }
         if let cut = report.truncation {
@@ -429,9 +433,11 @@ public struct PartitionSimulation {
         let (_, findings) = StoreChecker.checkPartition(directory: Self.directory, topic: "topic", partition: 0, fileIO: disk)
         let hit = findings.contains { $0.isFault && $0.path == target.path && $0.position == Int64(target.batchStart) }
         try require(hit, "check did not report the flipped batch at \(target.path) byte \(target.batchStart) as a fault; it found: \(findings)")
+        let predictsRefusal = findings.contains(where: \.refusesOpen)
         do {
             let opened = try PartitionLog.open(
                 directory: Self.directory, topic: "topic", partition: 0, environment: StorageEnvironment(fileIO: disk, configuration: configuration, clock: clock, executor: executor, logger: Self.logger))
+            try require(!predictsRefusal, "check said the open would be refused, but it succeeded: \(findings)")
             var reported = false
             do {
                 _ = try readWholeLog(opened)
@@ -445,6 +451,9 @@ public struct PartitionSimulation {
             throw error
         } catch let error as StorageError {
             try require(error.code == .corruption && error.message.contains(expected), "open reported \(error), expected corruption naming \(expected)")
+            // The plan's refusals are check's; past them open reads only the log after the
+            // newest replay snapshot, where check reported the batch as a fault above.
+            try require(predictsRefusal || error.message.hasSuffix("(rebuilding replay protection)"), "open refused the partition (\(error.message)), but check did not say it would: \(findings)")
         } catch {
             throw SimulationError("unexpected error \(error)")
         }

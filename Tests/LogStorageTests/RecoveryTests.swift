@@ -75,6 +75,7 @@ final class RecoveryTests: XCTestCase {
         try closeAndRun(log)
         let size = disk.content(of: logPath())!.count
         try appendRaw([1, 2, 3, 4], to: logPath())
+        try assertCheck(refusesOpen: true)
         XCTAssertThrowsError(try open()) { error in
             let storageError = error as? StorageError
             XCTAssertEqual(storageError?.code, .corruption)
@@ -92,6 +93,7 @@ final class RecoveryTests: XCTestCase {
         // Half a batch: what a torn last group write leaves.
         let torn = Array(makeBatch("lost").prefix(50))
         try appendRaw(torn, to: logPath())
+        try assertCheck(refusesOpen: false)
         let reopened = try open()
         let cut = try XCTUnwrap(reopened.recoveryReport.truncation)
         XCTAssertEqual(cut.position, Int64(size))
@@ -112,6 +114,7 @@ final class RecoveryTests: XCTestCase {
         crash(log)
         var generator = SplitMix64(seed: 9)
         try appendRaw((0..<3000).map { _ in UInt8.random(in: 0...255, using: &generator) }, to: logPath())
+        try assertCheck(refusesOpen: false)
         let reopened = try open()
         XCTAssertEqual(reopened.recoveryReport.truncation?.droppedBytes, 3000)
         XCTAssertEqual(reopened.offsets.next, 5)
@@ -126,6 +129,7 @@ final class RecoveryTests: XCTestCase {
         let victim = 3 * batchSize
         XCTAssertGreaterThan(content.count - victim, 1024)
         disk.flipBit(path: logPath(), byteOffset: victim + 30, bit: 2)
+        try assertCheck(refusesOpen: true)
         XCTAssertThrowsError(try open(configuration(group: 1024))) { error in
             XCTAssertEqual((error as? StorageError)?.code, .corruption)
             XCTAssertTrue((error as? StorageError)?.message.hasPrefix("\(self.logPath()): invalid batch at byte \(victim): ") ?? false, "\(error)")
@@ -139,6 +143,7 @@ final class RecoveryTests: XCTestCase {
         crash(log)
         try appendRaw([UInt8](repeating: 0xAB, count: 3000), to: logPath())
         // Configured window now 1024 bytes, but the run that wrote used 4096: still a tear.
+        try assertCheck(refusesOpen: false)
         let reopened = try open(configuration(group: 1024))
         XCTAssertEqual(reopened.recoveryReport.truncation?.droppedBytes, 3000)
     }
@@ -164,6 +169,7 @@ final class RecoveryTests: XCTestCase {
         try closeAndRun(log)
         let sealedIndex = directory + "/" + SegmentFileName.name(baseOffset: 0, kind: .index)
         try disk.remove(sealedIndex)
+        try assertCheck(refusesOpen: false)
         let reopened = try open()
         XCTAssertEqual(reopened.recoveryReport.rebuiltIndexes, [0])
         XCTAssertTrue(disk.exists(sealedIndex), "the rebuilt index is written back")
@@ -177,6 +183,7 @@ final class RecoveryTests: XCTestCase {
         try closeAndRun(log)
         let sealedIndex = directory + "/" + SegmentFileName.name(baseOffset: 0, kind: .index)
         disk.flipBit(path: sealedIndex, byteOffset: IndexFile.headerSize + 3, bit: 0)
+        try assertCheck(refusesOpen: false)
         let reopened = try open()
         XCTAssertEqual(reopened.recoveryReport.rebuiltIndexes, [0])
         XCTAssertEqual(try recordValues(reopened.read(from: 150, maxBytes: 1).bytes), [String(repeating: "v", count: 60) + "150"])
@@ -189,6 +196,7 @@ final class RecoveryTests: XCTestCase {
         let segments = disk.filePaths().filter { $0.hasSuffix(".log") }
         XCTAssertGreaterThanOrEqual(segments.count, 3)
         try disk.remove(segments[1])
+        try assertCheck(refusesOpen: true)
         XCTAssertThrowsError(try open()) { error in
             XCTAssertEqual((error as? StorageError)?.code, .corruption)
             XCTAssertTrue((error as? StorageError)?.message.contains("previous segment ends at offset") ?? false, "\(error)")
@@ -200,6 +208,7 @@ final class RecoveryTests: XCTestCase {
         try fill(log, count: 300)
         try closeAndRun(log)
         disk.flipBit(path: logPath(), byteOffset: 500, bit: 7)
+        try assertCheck(refusesOpen: false)
         let reopened = try open()
         XCTAssertThrowsError(try reopened.read(from: 0, maxBytes: 1 << 20)) { error in
             XCTAssertEqual((error as? StorageError)?.code, .corruption)
@@ -226,6 +235,7 @@ final class RecoveryTests: XCTestCase {
         let dataEnd = Int64(self.dataEnd(disk.content(of: logPath())!))
         XCTAssertGreaterThan(Int64(disk.content(of: logPath())!.count), dataEnd + 4096, "the writer keeps zeros ahead of the data")
         crash(log)
+        try assertCheck(refusesOpen: false)
         let reopened = try open(configuration(preallocation: 8192))
         XCTAssertNil(reopened.recoveryReport.truncation, "zeros are not a torn tail")
         XCTAssertGreaterThan(reopened.recoveryReport.preallocatedBytesTrimmed, 0)
@@ -241,6 +251,7 @@ final class RecoveryTests: XCTestCase {
         let dataEnd = self.dataEnd(content)
         let file = try disk.open(logPath(), mode: .readWrite)
         try file.writeAll(Array(makeBatch("torn").prefix(70)), at: Int64(dataEnd))
+        try assertCheck(refusesOpen: false)
         let reopened = try open(configuration(preallocation: 8192))
         let cut = try XCTUnwrap(reopened.recoveryReport.truncation)
         XCTAssertEqual(cut.position, Int64(dataEnd))
@@ -258,6 +269,29 @@ final class RecoveryTests: XCTestCase {
             XCTAssertEqual(dataEnd(content), content.count, "\(path) has bytes after its last batch after a seal or clean shutdown")
         }
         XCTAssertTrue(try open(configuration(preallocation: 8192)).recoveryReport.cleanShutdown)
+    }
+
+    /// `lodestone check`, run before the open, says whether the open will refuse the
+    /// partition (both act on `RecoveryPlan`); the test's open then shows it.
+    func assertCheck(refusesOpen expected: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (_, findings) = StoreChecker.checkPartition(directory: directory, topic: "t", partition: 0, fileIO: disk)
+        XCTAssertEqual(findings.contains(where: \.refusesOpen), expected, "\(findings)", file: file, line: line)
+        if expected { XCTAssertTrue(findings.contains(where: \.isFault), "a refusal is a fault", file: file, line: line) }
+    }
+
+    func testRecoveryFromACheckpointKeepsTheSegmentsFirstAppendTime() throws {
+        var small = configuration()
+        small.recoveryCheckpointIntervalBytes = 1024
+        let first = clock.nowMilliseconds()
+        let log = try open(small)
+        try fill(log, count: 1)
+        clock.advance(by: 60_000)
+        try fill(log, count: 39, from: 1)
+        crash(log)
+        let reopened = try open(small)
+        XCTAssertGreaterThan(reopened.recoveryReport.recoveryStartPosition, 0, "the re-read starts past the first batch")
+        // Roll by age counts from the segment's first append, not the first one re-read.
+        XCTAssertEqual(reopened.state.withLock { $0.active.firstTimestamp }, first)
     }
 
     func closeAndRun(_ log: PartitionLog) throws {
