@@ -83,7 +83,7 @@ let package = Package(
         ),
         .target(
             name: "WireProtocol",
-            dependencies: ["LogFormat", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["LogFormat", "PauliZ", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .target(
@@ -173,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "WireProtocolTests",
             dependencies: [
-                "WireProtocol", "LogFormat",
+                "WireProtocol", "LogFormat", "PauliZ",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

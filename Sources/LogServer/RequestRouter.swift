@@ -292,7 +292,7 @@ final class RequestRouter: Sendable {
         do throws(PauliZError) {
             try query.validate()
         } catch {
-            return reply(.failure(ProtocolError(.invalidArgument, error.message)))
+            return reply(.failure(Self.protocolError(error)))
         }
         let filter: ResourceFilter
         switch request.filter {
@@ -330,10 +330,7 @@ final class RequestRouter: Sendable {
             var bytes = PaulizReply.partHeaderBytes
             let budget = WireLimits.paulizAnswerBytesMax
             try result.forEachRow { row in
-                let wire = PaulizReply.Row(resource: result.name(of: row.key), windowStart: row.windowStart, figures: [
-                    row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks, row.seqGaps, row.epochChanges,
-                    row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds,
-                ])
+                let wire = PaulizReply.Row(resource: result.name(of: row.key), row)
                 bytes += PaulizReply.encodedBytes(wire)
                 if bytes > budget { throw AnswerTooLarge() }
                 rows.append(wire)
@@ -349,7 +346,7 @@ final class RequestRouter: Sendable {
         } catch let error as StorageError {
             return .failure(Self.protocolError(error))
         } catch let error as PauliZError {
-            return .failure(ProtocolError(.limitReached, error.message))
+            return .failure(Self.protocolError(error))
         } catch {
             return .failure(ProtocolError(.internalError, "\(error)"))
         }
@@ -444,6 +441,14 @@ final class RequestRouter: Sendable {
         case .limitReached: code = .limitReached
         }
         return ProtocolError(code, error.message)
+    }
+
+    static func protocolError(_ error: PauliZError) -> ProtocolError {
+        switch error.code {
+        case .invalidArgument: ProtocolError(.invalidArgument, error.message)
+        case .limitReached: ProtocolError(.limitReached, error.message)
+        case .io: ProtocolError(.ioError, error.message)
+        }
     }
 }
 

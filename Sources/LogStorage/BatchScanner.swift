@@ -100,7 +100,7 @@ struct BatchScanner {
         case .end:
             return nil
         case .invalid(let position, let reason):
-            throw StorageError(.corruption, "\(path): invalid batch at byte \(position): \(reason) (\(context()))")
+            throw StorageError.corruption(path, position: position, "invalid batch at byte \(position): \(reason) (\(context()))")
         case .batch(let batch):
             return batch
         }

@@ -127,7 +127,7 @@ public final class DirectoryReader {
                 case .intact, .preWrittenZeros, .tornTail:
                     return SegmentEnd(nextOffset: nextOffset, unreadBytes: segment.size - position)
                 case .corruption(_, let because):
-                    throw StorageError(.corruption, "\(segment.path): invalid batch at byte \(position): \(reason) (\(because)); `lodestone check` reports more")
+                    throw StorageError.corruption(segment.path, position: position, "invalid batch at byte \(position): \(reason) (\(because)); `lodestone check` reports more")
                 }
             }
         }

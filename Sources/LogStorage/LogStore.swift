@@ -143,10 +143,10 @@ public final class LogStore: Sendable {
         let configuration = try TopicConfiguration.decode(bytes, path: path)
         let directoryName = String(topicDirectory.split(separator: "/").last ?? "")
         if TopicName.directoryName(for: configuration.name) != directoryName {
-            throw StorageError(.corruption, "\(path) names topic \"\(configuration.name)\" but lies in directory \(directoryName)")
+            throw StorageError(.corruption, "\(path) names topic \"\(configuration.name)\" but lies in directory \(directoryName)", path: path)
         }
         if !(1...Limits.topicPartitionCountMax).contains(configuration.partitionCount) {
-            throw StorageError(.corruption, "\(path): partition count \(configuration.partitionCount) is outside 1...\(Limits.topicPartitionCountMax)")
+            throw StorageError.corruption(path, "partition count \(configuration.partitionCount) is outside 1...\(Limits.topicPartitionCountMax)")
         }
         return configuration
     }

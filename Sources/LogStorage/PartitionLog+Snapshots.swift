@@ -62,7 +62,7 @@ extension PartitionLog {
                 do {
                     try replay.applyStored(scanner.bytes(of: batch), header: batch.header, isFlipTopic: isFlipTopic)
                 } catch {
-                    throw StorageError(.corruption, "\(segment.handle.logPath): batch at byte \(batch.position) does not decode: \(error)")
+                    throw StorageError.corruption(segment.handle.logPath, position: batch.position, "batch at byte \(batch.position) does not decode: \(error)")
                 }
             }
         }

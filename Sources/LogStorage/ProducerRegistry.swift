@@ -115,7 +115,7 @@ public final class ProducerRegistry: Sendable {
         while position < bytes.count {
             guard let record = decodeRecord(bytes, at: position) else {
                 if position + slotBytes >= bytes.count { return position }
-                throw StorageError(.corruption, "\(path): invalid record at byte \(position), not the last one (only the last can be torn)")
+                throw StorageError.corruption(path, position: Int64(position), "invalid record at byte \(position), not the last one (only the last can be torn)")
             }
             apply(record, to: &state)
             state.recordCount += 1

@@ -84,7 +84,7 @@ enum PartitionRecovery {
             let role = RecoveryPlan.role(index: index, count: bases.count, stateFile: stateFile)
             let handle = try openSegment(directory: directory, baseOffset: base, writable: writable && role != .sealed, fileIO: fileIO)
             if let gap = RecoveryPlan.continuity(previousNextOffset: segments.last?.nextOffset, baseOffset: base) {
-                throw StorageError(.corruption, "\(handle.logPath): \(gap)")
+                throw StorageError.corruption(handle.logPath, gap)
             }
             var (segment, size, end, invalidReason) = try loadSegment(handle, role: role, fileIO: fileIO, previousTimestamp: previousTimestamp, configuration: configuration, report: &report)
             switch end {
@@ -107,7 +107,7 @@ enum PartitionRecovery {
         }
         if let last = segments.last,
            let mismatch = RecoveryPlan.cleanEnd(stateFile: stateFile, lastBaseOffset: last.baseOffset, nextOffset: last.nextOffset, size: last.size) {
-            throw StorageError(.corruption, "\(last.handle.logPath): \(mismatch)")
+            throw StorageError.corruption(last.handle.logPath, mismatch)
         }
         report.truncation = truncation
         return Outcome(segments: segments, report: report, truncation: truncation, cut: cut)
@@ -153,7 +153,7 @@ enum PartitionRecovery {
         let size: Int64
         do { size = try handle.file.size() } catch { throw StorageError.io(error, "reading segment size") }
         if size > Int64(Limits.segmentBytesMax) {
-            throw StorageError(.corruption, "\(handle.logPath): \(size) bytes exceed the segment size limit of \(Limits.segmentBytesMax)")
+            throw StorageError.corruption(handle.logPath, "\(size) bytes exceed the segment size limit of \(Limits.segmentBytesMax)")
         }
         return size
     }
@@ -170,7 +170,7 @@ enum PartitionRecovery {
         var segment: SegmentState
         switch RecoveryPlan.start(role: role, fileSize: size, indexCoverage: indexed?.size) {
         case .corruption(let why):
-            throw StorageError(.corruption, "\(handle.logPath): \(why)")
+            throw StorageError.corruption(handle.logPath, why)
         case .useIndexes(let verifyLastBatch):
             segment = indexed!
             if verifyLastBatch { try verifyLastBatchEnds(segment, size: size) }
@@ -190,7 +190,7 @@ enum PartitionRecovery {
                 throw StorageError.io(error, "reading the end of \(handle.logPath)")
             }
             if case .corruption(let at, let because) = end {
-                throw StorageError(.corruption, "\(handle.logPath): invalid batch at byte \(at): \(scan.invalid!.reason) (\(because))")
+                throw StorageError.corruption(handle.logPath, position: at, "invalid batch at byte \(at): \(scan.invalid!.reason) (\(because))")
             }
             if role == .sealed { segment.isSealed = true }
             // Read from the recovery point, the scan saw the segment's first batch only
@@ -221,7 +221,7 @@ enum PartitionRecovery {
         guard case .batch(let batch) = step, batch.end == size, batch.header.nextOffset == segment.nextOffset else {
             let reason: String
             if case .invalid(_, let why) = step { reason = why } else { reason = "it does not end the log" }
-            throw StorageError(.corruption, "\(segment.handle.logPath): invalid batch at byte \(segment.lastBatchPosition): \(reason) (the last batch, after a clean shutdown)")
+            throw StorageError.corruption(segment.handle.logPath, position: segment.lastBatchPosition, "invalid batch at byte \(segment.lastBatchPosition): \(reason) (the last batch, after a clean shutdown)")
         }
     }
 
@@ -261,7 +261,7 @@ enum PartitionRecovery {
         case .batch(let batch):
             return batch.header.maxTimestamp
         case .invalid(let position, let reason):
-            throw StorageError(.corruption, "\(segment.handle.logPath): invalid batch at byte \(position): \(reason) (the first batch of the active segment)")
+            throw StorageError.corruption(segment.handle.logPath, position: position, "invalid batch at byte \(position): \(reason) (the first batch of the active segment)")
         case .end:
             return nil
         }

@@ -2,7 +2,9 @@ import LogFormat
 import LogIO
 
 /// An error of the storage layer. The `code` says what happened; the `message` names the
-/// topic, partition, file, byte position or offset at fault.
+/// topic, partition, file, byte position or offset at fault, and `path` and `position`
+/// carry the file and byte as fields when the error is about one (corruption, I/O), for
+/// code that acts on them (`lodestone check`, tests, tools) without reading the message.
 public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         /// The batch breaks a format rule (bad CRC, bad records, too large...). Not retried.
@@ -34,16 +36,28 @@ public struct StorageError: Error, Equatable, Sendable, CustomStringConvertible 
 
     public var code: Code
     public var message: String
+    /// The file at fault, when there is one.
+    public var path: String?
+    /// The byte position in `path` at fault, when the error is about one.
+    public var position: Int64?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, path: String? = nil, position: Int64? = nil) {
         self.code = code
         self.message = message
+        self.path = path
+        self.position = position
     }
 
     public var description: String { "\(code.rawValue): \(message)" }
 
     static func io(_ error: IOError, _ context: String) -> StorageError {
-        StorageError(.io, "\(context): \(error)")
+        StorageError(.io, "\(context): \(error)", path: error.path)
+    }
+
+    /// Stored data at `path` fails a check: the message is the path and `detail` (which
+    /// names the byte when there is a `position`).
+    public static func corruption(_ path: String, position: Int64? = nil, _ detail: String) -> StorageError {
+        StorageError(.corruption, "\(path): \(detail)", path: path, position: position)
     }
 }
 

@@ -98,7 +98,7 @@ public struct TopicConfiguration: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(TopicConfiguration.self, from: Data(payload))
         } catch {
-            throw StorageError(.corruption, "\(path): the configuration does not decode: \(error)")
+            throw StorageError.corruption(path, "the configuration does not decode: \(error)")
         }
     }
 

@@ -451,6 +451,7 @@ public struct PartitionSimulation {
             throw error
         } catch let error as StorageError {
             try require(error.code == .corruption && error.message.contains(expected), "open reported \(error), expected corruption naming \(expected)")
+            try require(error.path == target.path && error.position == Int64(target.batchStart), "open's error carries \(error.path ?? "no file"), byte \(error.position.map(String.init) ?? "none"), expected \(target.path) byte \(target.batchStart)")
             // The plan's refusals are check's; past them open reads only the log after the
             // newest replay snapshot, where check reported the batch as a fault above.
             try require(predictsRefusal || error.message.hasSuffix("(rebuilding replay protection)"), "open refused the partition (\(error.message)), but check did not say it would: \(findings)")

@@ -187,7 +187,7 @@ struct EngineCore {
         covered: Bool, epoch: Int64, seq: Int64, time: Int64
     ) throws(PauliZError) {
         guard to.count <= StateName.capacity, from.count <= StateName.capacity else {
-            throw PauliZError("a flip event's state is longer than \(StateName.capacity) bytes")
+            throw PauliZError(.limitReached, "a flip event's state is longer than \(StateName.capacity) bytes")
         }
         observe(time: time)
         eventCount += 1

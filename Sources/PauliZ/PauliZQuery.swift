@@ -20,7 +20,7 @@ public struct StormParameters: Sendable, Equatable, Hashable {
     /// Checks the parameters given (nil: not known here, as a topic's default is only known
     /// to the server that holds the topic).
     public static func check(intervalMilliseconds: Int64?, enter: Int?, exit: Int?) throws(PauliZError) {
-        if let problem = StormDefaults.problem(intervalMilliseconds: intervalMilliseconds, enter: enter, exit: exit) { throw PauliZError(problem) }
+        if let problem = StormDefaults.problem(intervalMilliseconds: intervalMilliseconds, enter: enter, exit: exit) { throw PauliZError(.invalidArgument, problem) }
     }
 }
 
@@ -52,18 +52,18 @@ public struct PauliZQuery: Sendable, Equatable {
 
     public func validate() throws(PauliZError) {
         if windowMilliseconds < 1 || windowMilliseconds > PauliZLimits.durationMax {
-            throw PauliZError("the window must be 1 ms to 2^53-1 ms, got \(windowMilliseconds)")
+            throw PauliZError(.invalidArgument, "the window must be 1 ms to 2^53-1 ms, got \(windowMilliseconds)")
         }
         if hopMilliseconds < 1 || hopMilliseconds > windowMilliseconds || windowMilliseconds % hopMilliseconds != 0 {
-            throw PauliZError("the hop must divide the window (\(windowMilliseconds) ms), got \(hopMilliseconds)")
+            throw PauliZError(.invalidArgument, "the hop must divide the window (\(windowMilliseconds) ms), got \(hopMilliseconds)")
         }
         if windowMilliseconds / hopMilliseconds > Int64(PauliZLimits.windowsPerEventMax) {
-            throw PauliZError("window / hop is \(windowMilliseconds / hopMilliseconds); at most \(PauliZLimits.windowsPerEventMax) overlapping windows are kept per event")
+            throw PauliZError(.invalidArgument, "window / hop is \(windowMilliseconds / hopMilliseconds); at most \(PauliZLimits.windowsPerEventMax) overlapping windows are kept per event")
         }
-        if let from, let to, from >= to { throw PauliZError("--from (\(from)) must be before --to (\(to))") }
+        if let from, let to, from >= to { throw PauliZError(.invalidArgument, "--from (\(from)) must be before --to (\(to))") }
         try storm.validate()
         for (state, polarity) in polarityMap where !(-1...1).contains(polarity) {
-            throw PauliZError("the polarity map gives \(state) \(polarity); polarities are -1, 0 or 1")
+            throw PauliZError(.invalidArgument, "the polarity map gives \(state) \(polarity); polarities are -1, 0 or 1")
         }
     }
 }
@@ -111,10 +111,27 @@ public enum PauliZLimits {
     public static let rowsInMemoryDefault = Limits.paulizSortMemoryBytesDefault / MemoryLayout<PauliZRow>.stride
 }
 
+/// An error of a Pauli-Z query: what kind (so the server answers the right wire code and
+/// the command line the right exit status) and a message saying what and why.
 public struct PauliZError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// The query asks for something it cannot take (window, hop, range, storm
+        /// parameters, polarities, a raw topic).
+        case invalidArgument = "invalid_argument"
+        /// The query needs more than a limit allows (events read by a server-side replay,
+        /// a state name's size).
+        case limitReached = "limit_reached"
+        /// A temporary file of the external sort could not be created, written or read.
+        case io
+    }
+
+    public var code: Code
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
 }
 
 /// Floor division (times may be negative).

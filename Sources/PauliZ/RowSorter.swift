@@ -64,7 +64,7 @@ final class RowSorter {
         rows.sort(by: Self.ordered(resources))
         var template = Array("\(temporaryDirectory)/lodestone-pauliz-XXXXXX".utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        if descriptor < 0 { throw PauliZError("cannot create a temporary file in \(temporaryDirectory): \(String(cString: strerror(errno)))") }
+        if descriptor < 0 { throw PauliZError(.io, "cannot create a temporary file in \(temporaryDirectory): \(String(cString: strerror(errno)))") }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         let written = rows.withUnsafeBytes { raw -> Bool in
             var offset = 0
@@ -81,7 +81,7 @@ final class RowSorter {
         if !written {
             let reason = String(cString: strerror(errno))
             close(descriptor)
-            throw PauliZError("cannot write a sorted run to \(temporaryDirectory): \(reason)")
+            throw PauliZError(.io, "cannot write a sorted run to \(temporaryDirectory): \(reason)")
         }
         runs.append((descriptor, rows.count))
     }
@@ -135,7 +135,7 @@ private struct RunReader {
     init(descriptor: Int32, rows: Int) throws {
         self.descriptor = descriptor
         remaining = rows
-        if lseek(descriptor, 0, SEEK_SET) < 0 { throw PauliZError("cannot rewind a sorted run: \(String(cString: strerror(errno)))") }
+        if lseek(descriptor, 0, SEEK_SET) < 0 { throw PauliZError(.io, "cannot rewind a sorted run: \(String(cString: strerror(errno)))") }
         try refill()
     }
 
@@ -174,7 +174,7 @@ private struct RunReader {
             }
             return true
         }
-        if !ok { throw PauliZError("cannot read back a sorted run") }
+        if !ok { throw PauliZError(.io, "cannot read back a sorted run") }
         remaining -= count
         position = 0
     }

@@ -44,7 +44,7 @@ public enum PauliZReplay {
         let reader = try DirectoryReader(directory: directory, fileIO: fileIO)
         let configuration = try reader.topicConfiguration(topic)
         guard configuration.kind == .flip else {
-            throw PauliZError("topic \(topic) is a \(configuration.kind.rawValue) topic; Pauli-Z reads flip topics")
+            throw PauliZError(.invalidArgument, "topic \(topic) is a \(configuration.kind.rawValue) topic; Pauli-Z reads flip topics")
         }
         let query = try configure(configuration)
         let engine = try PauliZEngine(query: query, rowsInMemoryMax: rowsInMemoryMax)
@@ -66,7 +66,7 @@ public enum PauliZReplay {
                         statistics.events += counts.events
                         statistics.eventsSelected += counts.selected
                     } catch let error as FormatError {
-                        throw StorageError(.corruption, "\(segment.path): the batch at offset \(header.baseOffset) is not a batch of flip events: \(error.message)")
+                        throw StorageError.corruption(segment.path, "the batch at offset \(header.baseOffset) is not a batch of flip events: \(error.message)")
                     }
                     statistics.bytesRead += Int64(bytes.count)
                     if let progress, statistics.bytesRead - reported >= 16 << 20 {
@@ -107,7 +107,7 @@ public enum PauliZServerReplay {
         topic: LogStore.Topic, query: PauliZQuery, filter: ResourceFilter, eventsMax: Int64 = eventsMax
     ) throws -> (PauliZResult, ReplayStatistics) {
         guard topic.configuration.kind == .flip else {
-            throw PauliZError("topic \(topic.configuration.name) is a \(topic.configuration.kind.rawValue) topic; Pauli-Z reads flip topics")
+            throw PauliZError(.invalidArgument, "topic \(topic.configuration.name) is a \(topic.configuration.kind.rawValue) topic; Pauli-Z reads flip topics")
         }
         let engine = try PauliZEngine(query: query)
         let ends = topic.partitions.map(\.offsets)
@@ -120,7 +120,7 @@ public enum PauliZServerReplay {
                 statistics.eventsSelected += counts.selected
                 statistics.bytesRead += Int64(header.totalSize)
                 if statistics.events > eventsMax {
-                    throw PauliZError("the query reads more than \(eventsMax) events of \(topic.configuration.name); ask a stopped server's data directory (lodestone pauliz --data)")
+                    throw PauliZError(.limitReached, "the query reads more than \(eventsMax) events of \(topic.configuration.name); ask a stopped server's data directory (lodestone pauliz --data)")
                 }
             }
         }

@@ -54,7 +54,8 @@ func reporting(_ command: String, _ body: () async throws -> Void) async throws 
         throw ExitCode(1)
     } catch let error as PauliZError {
         printError("lodestone \(command): \(error.message)")
-        throw ExitCode(1)
+        // A query that cannot be asked is a usage error, as for a bad option.
+        throw ExitCode(error.code == .invalidArgument ? 2 : 1)
     }
 }
 

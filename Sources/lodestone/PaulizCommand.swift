@@ -143,11 +143,7 @@ struct PaulizCommand: AsyncParsableCommand {
             var table = ByteStringTable()
             var rows: [PauliZRow] = []
             for wire in reply.rows {
-                var row = PauliZRow(windowStart: wire.windowStart, key: table.intern(wire.resource))
-                let f = wire.figures
-                (row.events, row.flips, row.up, row.down, row.covered, row.chainBreaks) = (f[0], f[1], f[2], f[3], f[4], f[5])
-                (row.seqGaps, row.epochChanges, row.clockRegressions, row.knownMilliseconds, row.integral, row.stormMilliseconds) = (f[6], f[7], f[8], f[9], f[10], f[11])
-                rows.append(row)
+                rows.append(wire.pauliZRow(key: table.intern(wire.resource)))
             }
             episodes = reply.episodes.map { PauliZEpisode(resource: table.intern($0.resource), start: $0.start, end: $0.end, flips: $0.flips, peak: $0.peak) }
             resources = table

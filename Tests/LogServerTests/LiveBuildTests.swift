@@ -48,7 +48,7 @@ final class LiveBuildTests: XCTestCase {
                     guard !mine.isEmpty else { continue }
                     let bytes = RecordBatch.make(values: mine.map { ($0.key, $0.encodedValue()) }, timestamp: 0, compression: .lz4).encoded()
                     let outcome = try await store.partition(topic: "flips", index: partition).append(bytes)
-                    guard case .committed = outcome else { throw PauliZError("append: \(outcome)") }
+                    guard case .committed = outcome else { throw TestFailure("append: \(outcome)") }
                 }
             } catch {
                 failure.withLock { $0 = "\(error)" }
@@ -56,14 +56,14 @@ final class LiveBuildTests: XCTestCase {
             done.signal()
         }
         done.wait()
-        if let message = failure.withLock({ $0 }) { throw PauliZError(message) }
+        if let message = failure.withLock({ $0 }) { throw TestFailure(message) }
     }
 
     /// Waits (bounded) until `condition` holds.
     private func eventually(_ what: String, seconds: Double = 20, _ condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while !condition() {
-            if Date() > deadline { throw PauliZError("timed out waiting: \(what)") }
+            if Date() > deadline { throw TestFailure("timed out waiting: \(what)") }
             usleep(2_000)
         }
     }
@@ -226,4 +226,10 @@ final class Gate: @unchecked Sendable {
     }
 
     var waiting: Int { condition.withLock { held } }
+}
+
+/// A failure of the test's own set-up (not of the code under test).
+private struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -4,6 +4,7 @@ import LogClient
 import LogFormat
 import LogStorage
 import NIOCore
+import PauliZ
 import WireProtocol
 import XCTest
 
@@ -111,6 +112,16 @@ final class ProtocolConformanceTests: XCTestCase {
         XCTAssertEqual(result.error, .overloaded)
         XCTAssertEqual(result.outcome, .noOutcome)
         XCTAssertEqual([result.baseOffset, result.lastOffset, result.appendTime], [-1, -1, -1])
+    }
+
+    /// Pauli-Z errors keep their kind on the wire: a temporary-file failure of a replay is
+    /// io_error, not limit_reached.
+    func testPauliZErrorsAnswerTheirOwnCode() {
+        XCTAssertEqual(RequestRouter.protocolError(PauliZError(.invalidArgument, "hop")).code, .invalidArgument)
+        XCTAssertEqual(RequestRouter.protocolError(PauliZError(.limitReached, "events")).code, .limitReached)
+        let io = RequestRouter.protocolError(PauliZError(.io, "cannot create a temporary file in /nowhere"))
+        XCTAssertEqual(io.code, .ioError)
+        XCTAssertEqual(io.message, "cannot create a temporary file in /nowhere")
     }
 
     /// One set of storm limits for topics and queries (Docs/limits.md).

@@ -133,6 +133,8 @@ final class RecoveryTests: XCTestCase {
         XCTAssertThrowsError(try open(configuration(group: 1024))) { error in
             XCTAssertEqual((error as? StorageError)?.code, .corruption)
             XCTAssertTrue((error as? StorageError)?.message.hasPrefix("\(self.logPath()): invalid batch at byte \(victim): ") ?? false, "\(error)")
+            XCTAssertEqual((error as? StorageError)?.path, self.logPath(), "the file is a field, not only text")
+            XCTAssertEqual((error as? StorageError)?.position, Int64(victim))
         }
         XCTAssertEqual(disk.content(of: logPath())!.count, content.count, "corruption is never truncated away")
     }

@@ -210,7 +210,7 @@ func makeFlipStore(_ test: XCTestCase, _ events: [FlipEvent], partitions: Int = 
         batchNumber += 1
         let bytes = RecordBatch.make(values: batch.map { ($0.key, $0.encodedValue()) }, timestamp: 0, compression: batchNumber % 2 == 0 ? .lz4 : .none).encoded()
         let outcome = try await store.partition(topic: "flips", index: partition).append(bytes)
-        guard case .committed = outcome else { throw PauliZError("append: \(outcome)") }
+        guard case .committed = outcome else { throw TestFailure("append: \(outcome)") }
         pending[partition] = []
     }
     for event in events {
@@ -325,4 +325,10 @@ final class PauliZLiveTests: XCTestCase {
         var resource = resource
         return resource.withUTF8 { filter.matches(UnsafeRawBufferPointer($0)) }
     }
+}
+
+/// A failure of the test's own set-up (not of the code under test).
+private struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
