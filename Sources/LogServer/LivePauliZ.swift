@@ -24,7 +24,9 @@ import Synchronization
 /// - "Acknowledged means visible" holds for live answers: a query records each
 ///   partition's durable end when it arrives and is answered once ingest has reached all
 ///   of them (at once when it has). A query still waiting after `waitMilliseconds`, or when
-///   the state is dropped, is answered by a replay instead.
+///   the state is dropped, is answered by a replay instead. The ingest thread checks the
+///   deadlines on each round and sleeps at most 100 ms between rounds, so an idle topic's
+///   wait ends at most that long after its deadline (a busy round delays it by its work).
 final class LivePauliZ: Sendable {
     /// Points where tests act (each on the thread named).
     struct Hooks: Sendable {
@@ -67,6 +69,7 @@ final class LivePauliZ: Sendable {
     var readyCount: Int { topics.withLock { $0.values.filter(\.isReady).count } }
     var buildingCount: Int { topics.withLock { $0.values.filter(\.isBuilding).count } }
 
+    /// The topic's live state when it answers (tests).
     func state(_ topic: String) -> PauliZLive? { topics.withLock { $0[topic] }?.readyState }
 
     // MARK: Threads

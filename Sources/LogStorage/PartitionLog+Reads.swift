@@ -103,6 +103,9 @@ extension PartitionLog {
         }
     }
 
+    /// Readers waiting for durable data (parked long polls).
+    public var durableWaiterCount: Int { state.withLock { $0.durableWaiters.count } }
+
     /// Forgets a waiter (its wait timed out); true when it was still waiting.
     @discardableResult
     public func cancelDurableWait(_ id: UInt64) -> Bool {

@@ -81,8 +81,8 @@ final class HostileInputTests: XCTestCase {
         _ = try await client.exchange(Request.hello(HelloRequest(clientName: "half", token: "")).frame(requestId: 1))
         var frame = ByteBuffer()
         try FrameEncoder().encode(data: Request.append(AppendRequest(topic: "kept", partition: 0, ack: .durable, batches: [rawBatch(["never"])])).frame(requestId: 2), out: &frame)
+        // TCP keeps order: the server reads the half frame, then the hang-up.
         try await client.channel.writeAndFlush(frame.getSlice(at: 0, length: frame.readableBytes / 2)!)
-        try await Task.sleep(for: .milliseconds(100))
         try await client.channel.close()
         for _ in 0..<200 where counter(server, "malformed_frames") == 0 { try await Task.sleep(for: .milliseconds(10)) }
         XCTAssertEqual(counter(server, "malformed_frames"), 1, "the cut frame is counted when the peer hangs up")
@@ -182,7 +182,17 @@ final class HostileInputTests: XCTestCase {
             try FrameEncoder().encode(data: fetch.frame(requestId: UInt32(id)), out: &frames)
         }
         try await slow.writeAndFlush(frames)
-        try await Task.sleep(for: .milliseconds(1500))
+        // Until the server stops starting requests (its answers fill the socket and it
+        // stops reading, as ConnectionStateMachineTests pin without sockets): no change in
+        // 300 ms, within 10 s.
+        var started: Int64 = -1
+        var unchangedSince = ContinuousClock.now
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline && ContinuousClock.now - unchangedSince < .milliseconds(300) {
+            let now = (counter(server, "requests") ?? 0) - requestsBefore
+            if now != started { (started, unchangedSince) = (now, ContinuousClock.now) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let readWhileStalled = (counter(server, "requests") ?? 0) - requestsBefore
         print("slow reader: \(readWhileStalled) requests started while its answers went unread")
         XCTAssertLessThan(readWhileStalled, 150, "the server kept reading requests whose answers nobody reads")

@@ -98,7 +98,10 @@ final class ServerTests: XCTestCase {
         _ = try await writer.send(.createTopic(TopicInfo(name: "tail", partitionCount: 1, kind: .raw)))
         let started = ContinuousClock.now
         async let fetched = reader.send(.fetch(FetchRequest(topic: "tail", partition: 0, offset: 0, maxBytes: 1 << 20, maxWaitMilliseconds: 10_000)))
-        try await Task.sleep(for: .milliseconds(200))
+        // The append comes once the fetch is parked on the partition: observed, not slept for.
+        let partition = try XCTUnwrap(server.store.topic("tail")?.partitions.first)
+        for _ in 0..<5_000 where partition.durableWaiterCount == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        XCTAssertEqual(partition.durableWaiterCount, 1, "the fetch waits for durable data")
         _ = try await writer.send(.append(AppendRequest(topic: "tail", partition: 0, ack: .durable, batches: [rawBatch(["news"])])))
         guard case .fetch(let reply) = try await fetched else { return XCTFail("fetch") }
         XCTAssertEqual(try values(in: reply.records), ["news"])
