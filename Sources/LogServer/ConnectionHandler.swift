@@ -119,7 +119,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func note(_ report: ConnectionStateMachine.Report, context: ChannelHandlerContext) {
-        let peer = context.channel.remoteAddress?.description ?? "?"
+        // Formatted only for a log line: `requestTaken` comes with every request.
+        var peer: String { context.channel.remoteAddress?.description ?? "?" }
         switch report {
         case .requestTaken:
             counters.requests.add(1, ordering: .relaxed)

@@ -96,6 +96,8 @@ final class LivePauliZ: Sendable {
     /// Follows a flip topic: its partitions feed it from now on, and its state is built.
     func follow(_ topic: LogStore.Topic) {
         let live = LiveTopic(topic: topic, feedBytesMax: feedBytesMax, wake: { [ingestSignal] in ingestSignal.signal() })
+        // `LiveTopic` wakes ingest only when a query waits or enough is queued; otherwise
+        // the ingest thread's own rounds (at most 100 ms apart) take the batches.
         let added = topics.withLock { topics -> Bool in
             if topics[topic.configuration.name] != nil { return false }
             topics[topic.configuration.name] = live
@@ -286,10 +288,28 @@ final class LiveTopic: Sendable {
     let topic: LogStore.Topic
     let feed: DurableBatchFeed
     private let state = Mutex(State())
+    /// Whether a live query waits for ingest (kept with `state.waiters`), read by the
+    /// writers' wake-up without taking `state`'s lock.
+    private let queryWaiting: QueryWaiting
 
+    final class QueryWaiting: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
+
+    /// Queued bytes past which a writer wakes ingest even when no query waits: ingest then
+    /// works in pieces of about this size, not in one piece per 100 ms round.
+    static let wakeBytes = 1 << 20
+
+    /// `wake` is called after a writer's offer when ingest should run now: a query waits
+    /// for it, or `wakeBytes` are queued. Waking it for every group write cost a thread
+    /// switch per fsync on the writers' side of the CPU (measured: Docs/performance.md).
     init(topic: LogStore.Topic, feedBytesMax: Int, wake: @escaping @Sendable () -> Void) {
         self.topic = topic
-        feed = DurableBatchFeed(bytesMax: feedBytesMax, wake: wake)
+        let queryWaiting = QueryWaiting()
+        self.queryWaiting = queryWaiting
+        feed = DurableBatchFeed(bytesMax: feedBytesMax, wake: { queued in
+            if queued >= Self.wakeBytes || queryWaiting.flag.load(ordering: .relaxed) { wake() }
+        })
     }
 
     var isReady: Bool { readyState != nil }
@@ -328,6 +348,7 @@ final class LiveTopic: Sendable {
     func dropState(_ phase: Phase) -> [Waiter] {
         state.withLock { state in
             state.phase = phase
+            queryWaiting.flag.store(false, ordering: .relaxed)
             defer { state.waiters = [] }
             return state.waiters
         }
@@ -338,6 +359,7 @@ final class LiveTopic: Sendable {
             guard case .ready(let live) = state.phase, live.covers(query), !live.hasOverflowed else { return .notLive }
             if zip(state.ingestedEnds, ends).allSatisfy({ $0 >= $1 }) { return .now(live) }
             state.waiters.append(Waiter(ends: ends, deadline: deadline, run: run))
+            queryWaiting.flag.store(true, ordering: .relaxed)
             return .waiting
         }
     }
@@ -359,6 +381,7 @@ final class LiveTopic: Sendable {
                 }
             }
             state.waiters = waiting
+            queryWaiting.flag.store(!waiting.isEmpty, ordering: .relaxed)
             return (ready, expired)
         }
     }

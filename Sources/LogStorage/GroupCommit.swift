@@ -64,11 +64,11 @@ struct GroupCommit<Item: GroupCommitItem> {
 
     /// Why an append of `bytes` cannot be queued now (`name` names the partition in the
     /// message), or nil.
-    func refusal(bytes: Int, name: String) -> StorageError? {
+    func refusal(bytes: Int, name: @autoclosure () -> String) -> StorageError? {
         if let failure { return failure }
-        if lifecycle != .open { return StorageError(.closed, "\(name) is closed") }
+        if lifecycle != .open { return StorageError(.closed, "\(name()) is closed") }
         if queuedBytes + bytes > queuedBytesMax || queue.count >= queuedCountMax {
-            return StorageError(.overloaded, "\(name): the write queue holds \(queue.count) appends, \(queuedBytes) bytes (limits \(queuedCountMax), \(queuedBytesMax)); retry later")
+            return StorageError(.overloaded, "\(name()): the write queue holds \(queue.count) appends, \(queuedBytes) bytes (limits \(queuedCountMax), \(queuedBytesMax)); retry later")
         }
         return nil
     }

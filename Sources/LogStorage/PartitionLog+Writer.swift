@@ -99,7 +99,7 @@ extension PartitionLog {
             // Before the durable acks, so that a batch is offered before anyone is told it
             // is durable; the feed never waits for its consumer.
             if let feed = durableFeed.withLock({ $0 }) {
-                for append in group.appends { feed.offer(partition: partition, append.bytes) }
+                feed.offer(partition: partition, group.appends.lazy.map(\.bytes))
             }
             for append in group.appends where append.ackMode == .durable { append.completion?(.success(append.outcome)) }
             for (outcome, completions) in waiting {

@@ -1,6 +1,7 @@
 import Foundation
 import LogFormat
 import LogIO
+import LogSimulation
 import LogStorage
 import Synchronization
 import XCTest
@@ -20,7 +21,7 @@ final class DurableBatchFeedTests: XCTestCase {
         defer { pool.shutdown() }
         let log = try openPartition(directory, pool: pool)
         let wakes = Atomic<Int>(0)
-        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { wakes.add(1, ordering: .relaxed) })
+        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { _ in wakes.add(1, ordering: .relaxed) })
         log.feedDurableBatches(to: feed)
         for index in 0..<20 {
             let result = try await log.append(makeBatch("event \(index)")).committed()
@@ -37,6 +38,38 @@ final class DurableBatchFeedTests: XCTestCase {
         _ = try await log.append(makeBatch("not fed")).committed()
         XCTAssertTrue(feed.take().batches.isEmpty)
         try await log.close()
+    }
+
+    /// A group write's batches reach the feed together, with one wake-up of its consumer
+    /// (the live ingest thread), not one per batch.
+    func testAGroupIsOfferedWithOneWakeUp() throws {
+        let directory = try temporaryDirectory(self)
+        let executor = ManualExecutor()
+        let log = try PartitionLog.open(
+            directory: directory + "/p0", topic: "t", partition: 0,
+            environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: smallConfiguration(), executor: executor, logger: quietLogger))
+        let wakes = Atomic<Int>(0)
+        let queuedAtWake = Atomic<Int>(0)
+        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { queued in
+            wakes.add(1, ordering: .relaxed)
+            queuedAtWake.store(queued, ordering: .relaxed)
+        })
+        log.feedDurableBatches(to: feed)
+        let answered = Atomic<Int>(0)
+        for index in 0..<5 {
+            log.append(makeBatch("event \(index)")) { result in
+                if case .success = result { answered.add(1, ordering: .relaxed) }
+            }
+        }
+        executor.runAll()
+        XCTAssertEqual(answered.load(ordering: .relaxed), 5)
+        XCTAssertEqual(log.statistics.groupWriteCount, 1, "the five appends went in one group")
+        XCTAssertEqual(wakes.load(ordering: .relaxed), 1)
+        XCTAssertEqual(queuedAtWake.load(ordering: .relaxed), feed.queuedBytes, "the wake-up says how much waits")
+        let offsets = try feed.take().batches.map { try RecordBatchHeader.read(bytes: $0.bytes).baseOffset }
+        XCTAssertEqual(offsets, [0, 1, 2, 3, 4])
+        log.close { _ in }
+        executor.runAll()
     }
 
     func testAFullFeedDropsEverythingAndSaysSoUntilReset() async throws {
