@@ -116,6 +116,39 @@ final class PartitionHolder: Sendable {
     }
 }
 
+/// `count` partitions of one name, their writers on one elastic pool (as `lodestone serve`
+/// runs them) or each on a thread of its own.
+final class PartitionSet: Sendable {
+    let logs: [PartitionLog]
+    let pools: [IOThreadPool]
+
+    init(name: String, count: Int, threadPerPartition: Bool) {
+        let pools = threadPerPartition
+            ? (0..<count).map { IOThreadPool(threadCount: 1, name: "lodestone-writer-\($0)") }
+            : [IOThreadPool(writersMax: 64)]
+        self.pools = pools
+        logs = (0..<count).map { index in
+            let directory = benchmarkDirectory + "/" + name + "/\(index)"
+            try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            return try! PartitionLog.open(
+                directory: directory, topic: name, partition: index,
+                environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: StorageConfiguration(), clock: SystemWallClock(), executor: pools[threadPerPartition ? index : 0], logger: quiet))
+        }
+    }
+
+    /// Closed-loop appenders on every partition at once; returns the elapsed nanoseconds.
+    func run(batch: [UInt8], appendersPerPartition: Int, perAppender: Int) async throws -> UInt64 {
+        let started = MonotonicClock.nanoseconds()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for log in logs {
+                group.addTask { try await closedLoop(log, batch: batch, appenders: appendersPerPartition, perAppender: perAppender) }
+            }
+            try await group.waitForAll()
+        }
+        return MonotonicClock.nanoseconds() - started
+    }
+}
+
 /// A producer's batch for its next sequence: the producer fields set and the CRC
 /// recomputed, as an idempotent producer does for every batch.
 func sequenced(_ batch: [UInt8], _ identity: ProducerIdentity, sequence: Int32) -> [UInt8] {
@@ -310,6 +343,39 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.measurement(plainRate, Int(rate(events, plainTime)))
         benchmark.measurement(idempotentRate, Int(rate(events, idempotentTime)))
         benchmark.measurement(ratio, Int(Double(plainTime) / Double(idempotentTime) * 100))
+    }
+
+    // Where partition writers run (issue 10 asks to measure it): one elastic pool whose
+    // threads any active partition's writer takes, against a thread of its own for each
+    // partition. Paired like the comparison above: each iteration runs both, alternating
+    // which goes first; 4 partitions, 16 closed-loop appenders each, 200 B durable.
+    let poolRate = BenchmarkMetric.custom("elastic pool events/s", polarity: .prefersLarger, useScalingFactor: false)
+    let dedicatedRate = BenchmarkMetric.custom("thread per partition events/s", polarity: .prefersLarger, useScalingFactor: false)
+    let dedicatedRatio = BenchmarkMetric.custom("thread per partition / pool (%)", polarity: .prefersLarger, useScalingFactor: false)
+    let writerSets = Mutex<(pool: PartitionSet, dedicated: PartitionSet, round: Int)?>(nil)
+    Benchmark("Writers: 4 partitions x 16 appenders, elastic pool against a thread per partition, paired", configuration: .init(
+        metrics: [poolRate, dedicatedRate, dedicatedRatio], maxIterations: 40)
+    ) { benchmark in
+        let (pool, dedicated, round) = writerSets.withLock { state in
+            if state == nil {
+                state = (PartitionSet(name: "writers-pool", count: 4, threadPerPartition: false), PartitionSet(name: "writers-dedicated", count: 4, threadPerPartition: true), 0)
+            }
+            defer { state!.round += 1 }
+            return state!
+        }
+        let perAppender = 40
+        let (poolTime, dedicatedTime): (UInt64, UInt64)
+        if round % 2 == 0 {
+            let first = try await pool.run(batch: event, appendersPerPartition: 16, perAppender: perAppender)
+            (poolTime, dedicatedTime) = (first, try await dedicated.run(batch: event, appendersPerPartition: 16, perAppender: perAppender))
+        } else {
+            let first = try await dedicated.run(batch: event, appendersPerPartition: 16, perAppender: perAppender)
+            (poolTime, dedicatedTime) = (try await pool.run(batch: event, appendersPerPartition: 16, perAppender: perAppender), first)
+        }
+        let events = Double(4 * 16 * perAppender)
+        benchmark.measurement(poolRate, Int(rate(events, poolTime)))
+        benchmark.measurement(dedicatedRate, Int(rate(events, dedicatedTime)))
+        benchmark.measurement(dedicatedRatio, Int(Double(poolTime) / Double(dedicatedTime) * 100))
     }
 
     for (appenders, perAppender) in [(1, 500), (8, 200), (64, 100)] {
