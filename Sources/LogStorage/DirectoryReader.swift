@@ -87,6 +87,16 @@ public final class DirectoryReader {
             lastRole: RecoveryPlan.role(index: bases.count - 1, count: bases.count, stateFile: state))
     }
 
+    /// Segments follow each other without a gap or an overlap (`RecoveryPlan`'s rule, as
+    /// open and check hold it): throws corruption when `segment` does not start where the
+    /// one before it ended (`previousNextOffset`; nil when that is not known, e.g. after a
+    /// segment skipped by its summary).
+    public func requireContinuity(after previousNextOffset: Int64?, _ segment: SegmentFile) throws(StorageError) {
+        if let gap = RecoveryPlan.continuity(previousNextOffset: previousNextOffset, baseOffset: segment.baseOffset) {
+            throw StorageError.corruption(segment.path, "\(gap); `lodestone check` reports more")
+        }
+    }
+
     /// The summary of a sealed flip segment, nil when it has none that can be trusted
     /// (never for the last segment of a partition, which may still grow).
     public func summary(of segment: SegmentFile, in partition: PartitionFiles) -> SegmentSummary? {

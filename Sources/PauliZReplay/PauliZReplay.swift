@@ -53,10 +53,13 @@ public enum PauliZReplay {
         var statistics = ReplayStatistics(partitions: partitions.count)
         var reported: Int64 = 0
         for files in partitions {
+            var previousNextOffset: Int64?
             for segment in files.segments {
+                try reader.requireContinuity(after: previousNextOffset, segment)
                 if filter != .all, let summary = reader.summary(of: segment, in: files), !summary.mayHold(filter) {
                     engine.observe(time: summary.eventTimeMax)
                     statistics.segmentsSkipped += 1
+                    previousNextOffset = nil
                     continue
                 }
                 let end = try reader.forEachBatch(in: segment, of: files) { header, bytes in
@@ -76,6 +79,7 @@ public enum PauliZReplay {
                 }
                 statistics.segmentsRead += 1
                 statistics.tornBytes += end.unreadBytes
+                previousNextOffset = end.nextOffset
             }
         }
         progress?(total, total)

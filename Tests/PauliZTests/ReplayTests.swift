@@ -115,7 +115,26 @@ final class ReplayTests: XCTestCase {
         XCTAssertThrowsError(try replay(directory, PauliZQuery(windowMilliseconds: 10))) { error in
             XCTAssertEqual((error as? StorageError)?.code, .corruption, "\(error)")
             XCTAssertTrue("\(error)".contains("00000000000000000000.log"), "\(error)")
+            XCTAssertEqual((error as? StorageError)?.path, path)
         }
+    }
+
+    /// A missing segment is a gap in the offsets: refused, as open and check refuse it,
+    /// never replayed as if its events had not happened.
+    func testAMissingSegmentIsAGapNotFewerEvents() async throws {
+        var traffic = SmallTraffic(seed: 7)
+        let directory = try await makeFlipStore(self, traffic.events(count: 900), partitions: 1)
+        let partition = directory + "/topics/flips/0"
+        let logs = try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasSuffix(".log") }.sorted()
+        XCTAssertGreaterThan(logs.count, 2)
+        try FileManager.default.removeItem(atPath: partition + "/" + logs[1])
+        XCTAssertThrowsError(try replay(directory, PauliZQuery(windowMilliseconds: 10))) { error in
+            XCTAssertEqual((error as? StorageError)?.code, .corruption, "\(error)")
+            XCTAssertEqual((error as? StorageError)?.path, partition + "/" + logs[2])
+            XCTAssertTrue("\(error)".contains("previous segment ends at offset"), "\(error)")
+        }
+        let findings = try StoreChecker.check(directory: directory, fileIO: PosixFileIO()).findings
+        XCTAssertTrue(findings.contains { $0.refusesOpen && $0.path == partition + "/" + logs[2] }, "\(findings)")
     }
 }
 
