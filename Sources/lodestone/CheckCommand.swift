@@ -9,7 +9,8 @@ struct CheckCommand: ParsableCommand {
         abstract: "Verify every batch checksum, offset continuity, index and configuration of a data directory.",
         discussion: """
             Reads every segment of every partition. A torn tail that the next open will \
-            truncate (after an unclean stop) is reported but is not a fault. Exit status: \
+            truncate (after an unclean stop) is reported but is not a fault; a fault for \
+            which the next open will refuse the partition says so, as the open decides. Exit status: \
             0 when there is no fault, 1 on any fault (corruption, inconsistency), 2 when \
             the directory cannot be checked (missing, or in use by a running server).
             """)
