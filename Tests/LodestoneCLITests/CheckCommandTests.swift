@@ -47,6 +47,20 @@ final class CheckCommandTests: XCTestCase {
         XCTAssertTrue(result.output.contains("1 fault"), result.output)
     }
 
+    /// Bytes after a clean shutdown's end: open will refuse the partition, and check says so.
+    func testCheckSaysWhenTheNextOpenWillRefuse() async throws {
+        let directory = try await makeStore()
+        let path = directory + "/topics/cli/0/00000000000000000000.log"
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        handle.write(Data([1, 2, 3, 4]))
+        try handle.close()
+        let result = try run(["check", "--data", directory])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.output.contains("FAULT: \(path)"), result.output)
+        XCTAssertTrue(result.output.contains("the next open refuses the partition"), result.output)
+    }
+
     func testCheckExitsTwoWhileTheDirectoryIsInUse() async throws {
         let directory = try await makeStore()
         let lock = try PosixFileIO().lockDirectory(directory)
