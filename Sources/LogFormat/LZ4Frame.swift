@@ -9,8 +9,19 @@ import CLZ4
 /// without the content-size field, linked or independent blocks, with or without
 /// checksums; it stops at `outputBytesMax` and refuses bytes after the frame's end.
 public enum LZ4Frame {
-    public static func compress(_ input: UnsafeRawBufferPointer) -> [UInt8] {
+    /// liblz4's fast compressor (what producers use).
+    public static let fastLevel: Int32 = 0
+    /// liblz4's high-compression (HC) levels: slower to compress, smaller frames, the same
+    /// format and decompression speed (for rewriting cold segments).
+    public static let highCompressionLevels: ClosedRange<Int32> = 3...12
+    /// The HC level liblz4 calls its default.
+    public static let highCompressionDefault: Int32 = 9
+
+    /// One frame of `input`, at `level` (`fastLevel`, or one of `highCompressionLevels`).
+    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32 = fastLevel) -> [UInt8] {
+        precondition(level == fastLevel || highCompressionLevels.contains(level), "LZ4 level \(level) is neither the fast one nor an HC level")
         var preferences = LZ4F_preferences_t()
+        preferences.compressionLevel = level
         preferences.frameInfo.blockSizeID = LZ4F_max64KB
         preferences.frameInfo.blockMode = LZ4F_blockIndependent
         preferences.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum
