@@ -296,19 +296,22 @@ final class LiveTopic: Sendable {
         let flag = Atomic<Bool>(false)
     }
 
-    /// Queued bytes past which a writer wakes ingest even when no query waits: ingest then
-    /// works in pieces of about this size, not in one piece per 100 ms round.
+    /// Queued bytes past which a writer wakes ingest even when no query waits (or half the
+    /// feed, if that is less): ingest then works in pieces of about this size, not in one
+    /// piece per 100 ms round, and never lets the feed fill for want of a wake-up.
     static let wakeBytes = 1 << 20
 
     /// `wake` is called after a writer's offer when ingest should run now: a query waits
-    /// for it, or `wakeBytes` are queued. Waking it for every group write cost a thread
-    /// switch per fsync on the writers' side of the CPU (measured: Docs/performance.md).
+    /// for it, enough is queued, or the feed overflowed (the state must be rebuilt). Waking
+    /// it for every group write cost a thread switch per fsync on the writers' side of the
+    /// CPU (measured: Docs/performance.md).
     init(topic: LogStore.Topic, feedBytesMax: Int, wake: @escaping @Sendable () -> Void) {
         self.topic = topic
         let queryWaiting = QueryWaiting()
         self.queryWaiting = queryWaiting
-        feed = DurableBatchFeed(bytesMax: feedBytesMax, wake: { queued in
-            if queued >= Self.wakeBytes || queryWaiting.flag.load(ordering: .relaxed) { wake() }
+        let threshold = min(Self.wakeBytes, feedBytesMax / 2)
+        feed = DurableBatchFeed(bytesMax: feedBytesMax, wake: { queued, overflowed in
+            if overflowed || queued >= threshold || queryWaiting.flag.load(ordering: .relaxed) { wake() }
         })
     }
 

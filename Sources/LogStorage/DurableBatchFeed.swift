@@ -36,11 +36,12 @@ public final class DurableBatchFeed: Sendable {
 
     public let bytesMax: Int
     private let queue = Mutex(Queue())
-    /// Called after each offer, outside the lock, with the bytes queued then (the
-    /// consumer's wake-up, which may decide it is not needed yet); must not block.
-    private let wake: @Sendable (_ queuedBytes: Int) -> Void
+    /// Called after each offer, outside the lock, with the bytes queued then and whether the
+    /// feed has overflowed (the consumer's wake-up, which may decide it is not needed yet);
+    /// must not block.
+    private let wake: @Sendable (_ queuedBytes: Int, _ overflowed: Bool) -> Void
 
-    public init(bytesMax: Int, wake: @escaping @Sendable (_ queuedBytes: Int) -> Void = { _ in }) {
+    public init(bytesMax: Int, wake: @escaping @Sendable (_ queuedBytes: Int, _ overflowed: Bool) -> Void = { _, _ in }) {
         precondition(bytesMax > 0, "a feed holds some bytes")
         self.bytesMax = bytesMax
         self.wake = wake
@@ -49,23 +50,22 @@ public final class DurableBatchFeed: Sendable {
     /// The durable batches of one group write of `partition`, in log order, with one
     /// wake-up of the consumer (writer side). Never waits on the consumer.
     func offer(partition: Int, _ group: some Sequence<[UInt8]>) {
-        let queued = queue.withLock { queue -> Int in
+        let (queued, overflowed) = queue.withLock { queue -> (Int, Bool) in
             for bytes in group {
-                // An overflow wakes the consumer as a full queue would: it must rebuild.
-                if queue.overflowed { return bytesMax }
+                if queue.overflowed { break }
                 if queue.bytes + bytes.count > bytesMax {
                     queue.overflowed = true
                     queue.overflowCount += 1
                     queue.batches = Deque()
                     queue.bytes = 0
-                    return bytesMax
+                    break
                 }
                 queue.batches.append(Batch(partition: partition, bytes: bytes))
                 queue.bytes += bytes.count
             }
-            return queue.bytes
+            return (queue.bytes, queue.overflowed)
         }
-        wake(queued)
+        wake(queued, overflowed)
     }
 
     /// Everything queued since the last take, in the order offered (consumer side).

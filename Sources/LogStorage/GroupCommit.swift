@@ -87,9 +87,7 @@ struct GroupCommit<Item: GroupCommitItem> {
     /// queued append, to be refused with it.
     mutating func takeGroup(plan: (_ frontBytes: Int) -> (roll: Bool, budget: Int)) -> (step: Step, refused: [Item]) {
         if failure != nil {
-            let refused = Array(queue)
-            queue.removeAll()
-            queuedBytes = 0
+            let refused = drain()
             if lifecycle == .closing { return (.shutdown, refused) }
             writerScheduled = false
             return (.idle, refused)
@@ -124,10 +122,15 @@ struct GroupCommit<Item: GroupCommitItem> {
     /// is kept). Returns everything queued, to be refused.
     mutating func fail(_ error: StorageError) -> [Item] {
         if failure == nil { failure = error }
-        let refused = Array(queue)
+        return drain()
+    }
+
+    /// Empties the queue; returns what it held, in order.
+    private mutating func drain() -> [Item] {
+        let items = Array(queue)
         queue.removeAll()
         queuedBytes = 0
-        return refused
+        return items
     }
 
     mutating func requestClose() -> CloseRequest {

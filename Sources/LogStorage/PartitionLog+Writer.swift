@@ -34,19 +34,13 @@ extension PartitionLog {
             case .shutdown:
                 finishClose()
                 return
-            case .group(let group):
-                writeAndSync(group)
+            case .group(let appends, let bytes, let roll):
+                writeAndSync(Group(appends: appends, bytes: bytes, roll: roll))
                 let again = state.withLock { $0.commit.groupDone() }
                 if !again { return }
             }
         }
         scheduleWriter()
-    }
-
-    enum WriterStep {
-        case idle
-        case shutdown
-        case group(Group)
     }
 
     /// How far a group got: which of its appends are acknowledged.
@@ -58,9 +52,9 @@ extension PartitionLog {
         case synced
     }
 
-    private func takeGroup() -> WriterStep {
+    private func takeGroup() -> GroupCommit<PendingAppend>.Step {
         let now = clock.nowMilliseconds()
-        let (step, refused, failure) = state.withLock { state -> (WriterStep, [PendingAppend], StorageError?) in
+        let (step, refused, failure) = state.withLock { state -> (GroupCommit<PendingAppend>.Step, [PendingAppend], StorageError?) in
             let active = state.active
             let nextOffset = state.nextOffset
             let (step, refused) = state.commit.takeGroup { frontBytes in
@@ -71,13 +65,10 @@ extension PartitionLog {
                 let room = roll ? segmentBytes : segmentBytes - active.size
                 return (roll, Int(min(Int64(configuration.groupWriteBytesMax), room)))
             }
-            switch step {
-            case .idle: return (.idle, refused, state.commit.failure)
-            case .shutdown: return (.shutdown, refused, state.commit.failure)
-            case .group(let appends, let bytes, let roll):
+            if case .group(_, let bytes, let roll) = step {
                 precondition(Int64(bytes) <= (roll ? Int64(configuration.segmentBytes) : Int64(configuration.segmentBytes) - active.size), "a group write must fit in its segment")
-                return (.group(Group(appends: appends, bytes: bytes, roll: roll)), refused, nil)
             }
+            return (step, refused, state.commit.failure)
         }
         if let failure {
             for append in refused { append.completion?(.failure(failure)) }
@@ -142,16 +133,7 @@ extension PartitionLog {
             }
         }
         try writeSnapshot()
-        let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
-        let file = try fileIO.open(path, mode: .createNew)
-        do throws(IOError) {
-            try file.dataSync()
-            try fileIO.syncDirectory(directory)
-        } catch {
-            try? file.close()
-            throw error
-        }
-        let segment = SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
+        let segment = try Self.createSegmentFile(directory: directory, baseOffset: baseOffset, fileIO: fileIO)
         state.withLock { state in
             state.active.isSealed = true
             state.segments.append(segment)

@@ -262,15 +262,25 @@ public final class PartitionLog: Sendable {
     }
 
     static func createSegment(directory: String, baseOffset: Int64, fileIO: any FileIO) throws(StorageError) -> SegmentState {
-        let path = joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log))
         do {
-            let file = try fileIO.open(path, mode: .createNew)
+            return try createSegmentFile(directory: directory, baseOffset: baseOffset, fileIO: fileIO)
+        } catch {
+            throw StorageError.io(error, "creating segment \(joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log)))")
+        }
+    }
+
+    /// A new, empty segment file, synced with its directory before any data goes into it
+    /// (at open for an empty partition, and at every roll).
+    static func createSegmentFile(directory: String, baseOffset: Int64, fileIO: any FileIO) throws(IOError) -> SegmentState {
+        let file = try fileIO.open(joinPath(directory, SegmentFileName.name(baseOffset: baseOffset, kind: .log)), mode: .createNew)
+        do {
             try file.dataSync()
             try fileIO.syncDirectory(directory)
-            return SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
         } catch {
-            throw StorageError.io(error, "creating segment \(path)")
+            try? file.close()
+            throw error
         }
+        return SegmentState(handle: SegmentHandle(directory: directory, baseOffset: baseOffset, file: file))
     }
 
     static func writeIndexes(_ segment: SegmentState, fileIO: any FileIO, sync: Bool) throws(IOError) {

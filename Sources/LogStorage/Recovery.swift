@@ -31,33 +31,8 @@ public struct RecoveryReport: Sendable, Equatable {
 }
 
 /// Opens a partition directory and acts on what `RecoveryPlan` decides its files mean
-/// (design decision 6); `lodestone check` and `DirectoryReader` act on the same plan.
-///
-/// Facts it rests on: at most one group write is unsynced at any moment, and it is at
-/// most `groupWriteBytesMax` bytes (the value recorded in `partition.state` for the run
-/// that wrote it, recorded before its first append); a segment is fully synced before the
-/// next one is created; index files are derived and carry a checksum and the span of the
-/// log they cover, written only for synced data, so the active segment's index coverage
-/// is its recovery point.
-///
-/// Decision table, `RecoveryPlan`'s rules (p: position of the first invalid batch; e: the end of written data,
-/// the position after the last non-zero byte of the `.log` file, since the active segment
-/// carries pre-written zeros ahead of its data):
-///
-/// | situation | what is found | decision |
-/// |---|---|---|
-/// | sealed segment (any but the last) | index files valid and covering the whole file | use them; nothing is re-read |
-/// | sealed segment | index files missing, failing their CRC, or disagreeing with the file | rebuild them by reading the segment; any invalid batch is corruption (sealed data was synced) |
-/// | any two adjacent segments | the second's base offset differs from the first's next offset | corruption: refuse |
-/// | last segment, clean shutdown | index covers the file exactly and its last batch is valid | open at that end; nothing is re-read |
-/// | last segment, clean shutdown | file longer than the index says (a clean shutdown trims pre-written space), last batch invalid, or index unusable and a re-read finds an invalid batch | corruption: refuse (after a clean shutdown nothing can be torn) |
-/// | last segment, unclean stop | re-read from the recovery point (index coverage; the segment start when the index is unusable) reaches the file's end | open there; fsync the file so what was recovered is durable |
-/// | last segment, unclean stop | only zeros from p on (e <= p) | pre-written space: trim the file at p; not a tear |
-/// | last segment, unclean stop | invalid batch at p with e - p <= groupWriteBytesMax | torn tail: truncate at p, fsync, log segment, position, bytes and next offset (nothing from p on was acknowledged as durable) |
-/// | last segment, unclean stop | invalid batch at p with e - p > groupWriteBytesMax | corruption: refuse, naming the file and p (truncating would drop acknowledged data) |
-///
-/// A bit that rots inside the last `groupWriteBytesMax` bytes of the last segment cannot be
-/// told from a tear after an unclean stop; Docs/durability.md says so.
+/// (design decision 6; the facts and the decision table are in RecoveryPlan.swift);
+/// `lodestone check` and `DirectoryReader` act on the same plan.
 enum PartitionRecovery {
     struct Outcome {
         var segments: [SegmentState]
@@ -168,6 +143,8 @@ enum PartitionRecovery {
         let size = try fileSize(handle)
         let indexed = loadIndexes(handle, fileIO: fileIO)
         var segment: SegmentState
+        var end = RecoveryPlan.End.intact
+        var invalidReason: String?
         switch RecoveryPlan.start(role: role, fileSize: size, indexCoverage: indexed?.size) {
         case .corruption(let why):
             throw StorageError.corruption(handle.logPath, why)
@@ -183,7 +160,7 @@ enum PartitionRecovery {
             }
             let start = segment.maxTimestamp >= 0 ? segment.maxTimestamp : previousTimestamp
             let scan = try scan(&segment, from: from, to: size, previousTimestamp: start, configuration: configuration)
-            let end: RecoveryPlan.End
+            invalidReason = scan.invalid?.reason
             do {
                 end = try judgeEnd(role: role, file: handle.file, invalid: scan.invalid, fileSize: size)
             } catch {
@@ -192,14 +169,12 @@ enum PartitionRecovery {
             if case .corruption(let at, let because) = end {
                 throw StorageError.corruption(handle.logPath, position: at, "invalid batch at byte \(at): \(scan.invalid!.reason) (\(because))")
             }
-            if role == .sealed { segment.isSealed = true }
             // Read from the recovery point, the scan saw the segment's first batch only
             // when it started at 0; `firstTimestamp(of:)` reads it otherwise.
             if from > 0 { segment.firstTimestamp = nil }
-            return (segment, size, end, scan.invalid?.reason)
         }
         if role == .sealed { segment.isSealed = true }
-        return (segment, size, .intact, nil)
+        return (segment, size, end, invalidReason)
     }
 
     /// The plan's verdict on what follows the last valid batch, reading where written data

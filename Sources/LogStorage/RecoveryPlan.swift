@@ -10,6 +10,32 @@ import LogFormat
 /// unclean stop), its file size, how far its index files reach (when they are valid), the
 /// position of the first invalid batch a scan met, and where written data ends after it
 /// (the position after the last non-zero byte; pre-written zeros follow it).
+///
+/// What the decisions rest on: at most one group write is unsynced at any moment, and it is at
+/// most `groupWriteBytesMax` bytes (the value recorded in `partition.state` for the run
+/// that wrote it, recorded before its first append); a segment is fully synced before the
+/// next one is created; index files are derived and carry a checksum and the span of the
+/// log they cover, written only for synced data, so the active segment's index coverage
+/// is its recovery point.
+///
+/// The decision table (p: position of the first invalid batch; e: the end of written data,
+/// the position after the last non-zero byte of the `.log` file, since the active segment
+/// carries pre-written zeros ahead of its data):
+///
+/// | situation | what is found | decision |
+/// |---|---|---|
+/// | sealed segment (any but the last) | index files valid and covering the whole file | use them; nothing is re-read |
+/// | sealed segment | index files missing, failing their CRC, or disagreeing with the file | rebuild them by reading the segment; any invalid batch is corruption (sealed data was synced) |
+/// | any two adjacent segments | the second's base offset differs from the first's next offset | corruption: refuse |
+/// | last segment, clean shutdown | index covers the file exactly and its last batch is valid | open at that end; nothing is re-read |
+/// | last segment, clean shutdown | file longer than the index says (a clean shutdown trims pre-written space), last batch invalid, or index unusable and a re-read finds an invalid batch | corruption: refuse (after a clean shutdown nothing can be torn) |
+/// | last segment, unclean stop | re-read from the recovery point (index coverage; the segment start when the index is unusable) reaches the file's end | open there; fsync the file so what was recovered is durable |
+/// | last segment, unclean stop | only zeros from p on (e <= p) | pre-written space: trim the file at p; not a tear |
+/// | last segment, unclean stop | invalid batch at p with e - p <= groupWriteBytesMax | torn tail: truncate at p, fsync, log segment, position, bytes and next offset (nothing from p on was acknowledged as durable) |
+/// | last segment, unclean stop | invalid batch at p with e - p > groupWriteBytesMax | corruption: refuse, naming the file and p (truncating would drop acknowledged data) |
+///
+/// A bit that rots inside the last `groupWriteBytesMax` bytes of the last segment cannot be
+/// told from a tear after an unclean stop; Docs/durability.md says so.
 enum RecoveryPlan {
     /// A segment's place in its partition, which decides what damage in it can mean.
     enum Role: Equatable, Sendable {

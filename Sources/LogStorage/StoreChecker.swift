@@ -178,9 +178,6 @@ public enum StoreChecker {
         let handle = SegmentHandle(directory: directory, baseOffset: baseOffset, file: file)
         let indexed = PartitionRecovery.loadIndexes(handle, fileIO: fileIO)
         let start = RecoveryPlan.start(role: role, fileSize: size, indexCoverage: indexed?.size)
-        if case .corruption(let why) = start {
-            findings.append(Finding(isFault: true, path: path, message: why, refusesOpen: true))
-        }
         /// Whether the plan has open read the byte at `position`: from its read start on,
         /// the last batch it verifies after a clean shutdown, the first batch of the last
         /// segment (its age decides the next roll).
@@ -236,6 +233,11 @@ public enum StoreChecker {
             }
         }
         segment.markDurable()
+        // The plan refuses before reading (bytes after a clean end, an empty sealed
+        // segment): one finding, unless the scan already named the invalid batch there.
+        if readWhole, case .corruption(let why) = start {
+            findings.append(Finding(isFault: true, path: path, message: why, refusesOpen: true))
+        }
         // Past corruption the log's batches are unknown, so the indexes cannot be judged.
         if readWhole { checkIndexes(segment: segment, indexed: indexed, start: start, role: role, batchStarts: batchStarts, findings: &findings) }
         if readWhole && isFlip && role == .sealed { contents.check(directory: directory, baseOffset: baseOffset, fileIO: fileIO, findings: &findings) }

@@ -97,7 +97,8 @@ struct PaulizCommand: AsyncParsableCommand {
                 let defaults = PauliZReplay.topicDefaults(configuration, intervalMilliseconds: interval, enter: stormEnter, exit: stormExit)
                 let query = PauliZQuery(windowMilliseconds: windowMilliseconds, hopMilliseconds: hopMilliseconds, from: fromTime, to: toTime,
                                         storm: defaults.storm, polarityMap: defaults.polarityMap)
-                do { try query.validate() } catch let error as PauliZError { throw CommandFailure(error.message, status: 2) }
+                // An invalid query is a PauliZError of code invalid_argument: status 2 (Common.swift).
+                try query.validate()
                 return query
             }, progress: progress.report)
             try print(Answer(local: result), format: format, windowMilliseconds: windowMilliseconds)

@@ -21,7 +21,7 @@ final class DurableBatchFeedTests: XCTestCase {
         defer { pool.shutdown() }
         let log = try openPartition(directory, pool: pool)
         let wakes = Atomic<Int>(0)
-        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { _ in wakes.add(1, ordering: .relaxed) })
+        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { _, _ in wakes.add(1, ordering: .relaxed) })
         log.feedDurableBatches(to: feed)
         for index in 0..<20 {
             let result = try await log.append(makeBatch("event \(index)")).committed()
@@ -50,7 +50,7 @@ final class DurableBatchFeedTests: XCTestCase {
             environment: StorageEnvironment(fileIO: PosixFileIO(), configuration: smallConfiguration(), executor: executor, logger: quietLogger))
         let wakes = Atomic<Int>(0)
         let queuedAtWake = Atomic<Int>(0)
-        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { queued in
+        let feed = DurableBatchFeed(bytesMax: 1 << 20, wake: { queued, _ in
             wakes.add(1, ordering: .relaxed)
             queuedAtWake.store(queued, ordering: .relaxed)
         })
@@ -78,12 +78,16 @@ final class DurableBatchFeedTests: XCTestCase {
         defer { pool.shutdown() }
         let log = try openPartition(directory, pool: pool)
         let batchBytes = makeBatch("event 0").count
-        let feed = DurableBatchFeed(bytesMax: batchBytes * 3)
+        let sawOverflow = Atomic<Bool>(false)
+        let feed = DurableBatchFeed(bytesMax: batchBytes * 3, wake: { _, overflowed in
+            if overflowed { sawOverflow.store(true, ordering: .relaxed) }
+        })
         log.feedDurableBatches(to: feed)
         // Nobody takes: the fourth batch does not fit; the writer goes on acknowledging.
         for index in 0..<10 { _ = try await log.append(makeBatch("event \(index)")).committed() }
         XCTAssertEqual(log.offsets.durableEnd, 10)
         XCTAssertEqual(feed.overflowCount, 1)
+        XCTAssertTrue(sawOverflow.load(ordering: .relaxed), "the consumer's wake-up hears of the overflow")
         XCTAssertEqual(feed.queuedBytes, 0, "an overflowed feed holds nothing")
         var taken = feed.take()
         XCTAssertTrue(taken.overflowed)

@@ -3,7 +3,7 @@ import LogFormat
 import XCTest
 
 /// The recovery plan on its own: facts in, decisions out, no files. Each row of the
-/// decision table (Recovery.swift, Docs/durability.md) is one assertion here; RecoveryTests
+/// decision table (RecoveryPlan.swift, Docs/durability.md) is one assertion here; RecoveryTests
 /// holds the same rows on a simulated disk, with `lodestone check` predicting each open.
 final class RecoveryPlanTests: XCTestCase {
     let open = PartitionStateFile(clean: false, groupWriteBytesMax: 4096)

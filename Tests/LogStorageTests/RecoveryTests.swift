@@ -5,7 +5,7 @@ import LogSimulation
 import Logging
 import XCTest
 
-/// One test per row of the recovery decision table (Recovery.swift, Docs/durability.md),
+/// One test per row of the recovery decision table (RecoveryPlan.swift, Docs/durability.md),
 /// on the simulated disk so every byte is where the test puts it.
 final class RecoveryTests: XCTestCase {
     let directory = "/d/t/0"
